@@ -1,0 +1,194 @@
+# Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
+"""Supermask model configuration."""
+
+from __future__ import annotations
+
+from huggingface_hub.dataclasses import strict
+from transformers.activations import ACT2FN
+from transformers.configuration_utils import PreTrainedConfig
+
+from .random_weights import GENERATOR_VERSION, SCORE_INITS, WEIGHT_INITS
+
+
+@strict
+class SupermaskConfig(PreTrainedConfig):
+    r"""
+    Configuration of a [`SupermaskForConditionalGeneration`]: a Marian-shaped encoder-decoder Transformer whose
+    weights are random, regenerated from `seed`, and frozen; only one binary mask per weight tensor is learned.
+
+    The architecture fields mean what they mean in [`MarianConfig`], so that
+    [`SupermaskForConditionalGeneration.export_dense`] gives a stock `MarianMTModel` with the same outputs.
+
+    Args:
+        vocab_size (`int`, *optional*, defaults to 8000):
+            Size of the vocabulary shared by source, target and output projection.
+        d_model (`int`, *optional*, defaults to 512):
+            Width of the layers and of the embedding.
+        encoder_layers (`int`, *optional*, defaults to 6):
+            Number of encoder layers (with `share_layers`, masks over ONE layer's random weights).
+        decoder_layers (`int`, *optional*, defaults to 6):
+            Number of decoder layers (with `share_layers`, masks over ONE layer's random weights).
+        encoder_attention_heads (`int`, *optional*, defaults to 8):
+            Attention heads per encoder layer; must divide `d_model`.
+        decoder_attention_heads (`int`, *optional*, defaults to 8):
+            Attention heads per decoder layer; must divide `d_model`.
+        encoder_ffn_dim (`int`, *optional*, defaults to 2048):
+            Inner width of the encoder feed-forward blocks.
+        decoder_ffn_dim (`int`, *optional*, defaults to 2048):
+            Inner width of the decoder feed-forward blocks.
+        activation_function (`str`, *optional*, defaults to `"relu"`):
+            Feed-forward non-linearity (any key of `transformers.activations.ACT2FN`).
+        max_position_embeddings (`int`, *optional*, defaults to 512):
+            Longest sequence the sinusoidal position table covers (tokenizers use it as `model_max_length`).
+        dropout (`float`, *optional*, defaults to 0.1):
+            Dropout on embeddings, attention outputs and feed-forward outputs.
+        attention_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout on attention probabilities.
+        activation_dropout (`float`, *optional*, defaults to 0.0):
+            Dropout after the feed-forward activation.
+        encoder_layerdrop (`float`, *optional*, defaults to 0.0):
+            LayerDrop probability in the encoder (see https://huggingface.co/papers/1909.11556).
+        decoder_layerdrop (`float`, *optional*, defaults to 0.0):
+            LayerDrop probability in the decoder.
+        scale_embedding (`bool`, *optional*, defaults to `True`):
+            Multiply embeddings by sqrt(d_model), as Marian does.
+        use_cache (`bool`, *optional*, defaults to `True`):
+            Whether `generate()` keeps a key/value cache.
+        pad_token_id (`int`, *optional*):
+            Padding id; defaults to `vocab_size - 1` (the opus-mt convention: `<pad>` is the last id). Its
+            embedding row is zero and generation never emits it.
+        eos_token_id (`int`, *optional*, defaults to 0):
+            End-of-sequence id (`</s>`, id 0 in the opus-mt convention).
+        bos_token_id (`int`, *optional*):
+            Unused by Marian-style models; kept for API compatibility.
+        decoder_start_token_id (`int`, *optional*):
+            First decoder input; defaults to `pad_token_id`, as in opus-mt.
+        forced_eos_token_id (`int`, *optional*, defaults to 0):
+            Token forced when `max_length` is reached.
+        is_encoder_decoder (`bool`, *optional*, defaults to `True`):
+            Always true for this architecture.
+        seed (`int`, *optional*, defaults to 0):
+            The only source of the random weights (and of the initial scores). Independent of the training seed.
+        density (`float`, *optional*, defaults to 0.5):
+            Fraction of each weight tensor's entries KEPT by its mask, 0 < density <= 1. Every tensor keeps exactly
+            round(density * numel) entries.
+        weight_init (`str`, *optional*, defaults to `"kaiming_uniform"`):
+            Distribution of the random weights, for every masked tensor (attention, feed-forward and embedding):
+            `"kaiming_uniform"` U(+-sqrt(6/fan_in)), `"kaiming_normal"` N(0, 2/fan_in) (Irwin-Hall, see
+            `random_weights.py`), `"xavier_uniform"` U(+-sqrt(6/(fan_in+fan_out))), `"signed_constant"`
+            +-sqrt(2/fan_in). fan_in is in_features for linears and d_model for the embedding.
+        scale_fan (`bool`, *optional*, defaults to `False`):
+            Multiply fans by `density` (edge-popup's `--scale-fan`), keeping the masked layer's output variance.
+        score_init (`str`, *optional*, defaults to `"kaiming_uniform"`):
+            Initial scores, drawn from a key derived from `seed`: `"kaiming_uniform"` U(+-sqrt(6/fan_in)) or
+            `"constant"` (equal magnitudes with a seeded tie-break, random signs).
+        share_layers (`bool`, *optional*, defaults to `True`):
+            The one-layer model: all encoder layers reuse ONE encoder layer's random tensors, each with its own
+            scores and mask; likewise the decoder. `False` gives every layer its own random tensors.
+        generator_version (`int`, *optional*, defaults to the current generator's version):
+            Version of the weight generator the masks were found for. A checkpoint from another version is refused.
+        weights_sha256 (`str`, *optional*):
+            sha256 fingerprint of the regenerated float32 random weights, written by `save_pretrained` and checked by
+            `from_pretrained`: a mismatch means the masks would be applied to different weights, and is refused.
+        masks_sha256 (`str`, *optional*):
+            sha256 of the packed masks, written by `save_pretrained` and checked by `from_pretrained`, so that a
+            corrupted mask file is refused rather than loaded.
+
+    Example:
+
+    ```python
+    >>> from hf_supermask import SupermaskConfig, SupermaskForConditionalGeneration
+
+    >>> config = SupermaskConfig(vocab_size=8000, d_model=256, encoder_layers=3, decoder_layers=3, seed=7)
+    >>> model = SupermaskForConditionalGeneration(config)
+    ```
+    """
+
+    model_type = "supermask"
+    keys_to_ignore_at_inference = ["past_key_values"]
+    attribute_map = {
+        "num_attention_heads": "encoder_attention_heads",
+        "hidden_size": "d_model",
+        "num_hidden_layers": "encoder_layers",
+    }
+
+    vocab_size: int = 8000
+    d_model: int = 512
+    encoder_layers: int = 6
+    decoder_layers: int = 6
+    encoder_attention_heads: int = 8
+    decoder_attention_heads: int = 8
+    encoder_ffn_dim: int = 2048
+    decoder_ffn_dim: int = 2048
+    activation_function: str = "relu"
+    max_position_embeddings: int = 512
+    dropout: float | int = 0.1
+    attention_dropout: float | int = 0.0
+    activation_dropout: float | int = 0.0
+    encoder_layerdrop: float | int = 0.0
+    decoder_layerdrop: float | int = 0.0
+    scale_embedding: bool = True
+    use_cache: bool = True
+    pad_token_id: int | None = None
+    eos_token_id: int | list[int] | None = 0
+    bos_token_id: int | None = None
+    decoder_start_token_id: int | None = None
+    forced_eos_token_id: int | list[int] | None = 0
+    is_encoder_decoder: bool = True
+    tie_word_embeddings: bool = True
+
+    seed: int = 0
+    density: float | int = 0.5
+    weight_init: str = "kaiming_uniform"
+    scale_fan: bool = False
+    score_init: str = "kaiming_uniform"
+    share_layers: bool = True
+    generator_version: int = GENERATOR_VERSION
+    weights_sha256: str | None = None
+    masks_sha256: str | None = None
+
+    def __post_init__(self, **kwargs):
+        if self.pad_token_id is None:
+            self.pad_token_id = self.vocab_size - 1
+        if self.decoder_start_token_id is None:
+            self.decoder_start_token_id = self.pad_token_id
+        super().__post_init__(**kwargs)
+
+    def validate_architecture(self):
+        """Part of `@strict` validation: every invalid value names the field and what it accepts."""
+        for name in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim",
+                     "decoder_ffn_dim", "max_position_embeddings", "encoder_attention_heads",
+                     "decoder_attention_heads"):  # fmt: skip
+            if getattr(self, name) < 1:
+                raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
+        for name in ("encoder_attention_heads", "decoder_attention_heads"):
+            if self.d_model % getattr(self, name):
+                raise ValueError(f"`d_model` ({self.d_model}) must be a multiple of `{name}` ({getattr(self, name)}).")
+        if not 0.0 < self.density <= 1.0:
+            raise ValueError(
+                f"`density` is the fraction of weights KEPT and must satisfy 0 < density <= 1, got {self.density}."
+            )
+        if self.weight_init not in WEIGHT_INITS:
+            raise ValueError(f"`weight_init` must be one of {list(WEIGHT_INITS)}, got {self.weight_init!r}.")
+        if self.score_init not in SCORE_INITS:
+            raise ValueError(f"`score_init` must be one of {list(SCORE_INITS)}, got {self.score_init!r}.")
+        if self.activation_function not in ACT2FN:
+            raise ValueError(
+                f"`activation_function` must be one of {sorted(ACT2FN)}, got {self.activation_function!r}."
+            )
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"`seed` must be a non-negative integer, got {self.seed!r}.")
+        if self.generator_version != GENERATOR_VERSION:
+            raise ValueError(
+                f"`generator_version` is {self.generator_version}, but this code regenerates weights with generator "
+                f"version {GENERATOR_VERSION}; masks found for other weights are meaningless. Install the "
+                "hf_supermask release that matches the checkpoint (or load it with the remote code it ships with)."
+            )
+        for name in ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop", "decoder_layerdrop"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            raise ValueError(f"`pad_token_id` must be in [0, vocab_size), got {self.pad_token_id}.")
+
+
+__all__ = ["SupermaskConfig"]

@@ -1,0 +1,700 @@
+# Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch Supermask model: a Marian-shaped translation Transformer whose weights are random and frozen.
+
+Only a binary mask per weight tensor is learned (edge-popup, Ramanujan et al. 2020). With `share_layers`
+(the default) this is the one-layer model of Shen et al. 2021, "What's Hidden in a One-layer Randomly
+Weighted Transformer?": every encoder layer applies its own mask to ONE layer's worth of random weights, and
+likewise the decoder. A checkpoint is the config (seed, density, init, fingerprints) plus packed bitmasks.
+
+The computation mirrors `MarianMTModel` (post-norm layers, sinusoidal positions, sqrt(d_model) embedding
+scale, one embedding tied to the output projection), reusing Marian's attention and layer forwards, so that
+`export_dense()` gives a stock `MarianMTModel` with the same logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import os
+
+import torch
+from torch import nn
+
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.generation import GenerationMixin
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
+from transformers.modeling_utils import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.models.marian.modeling_marian import (
+    MarianAttention,
+    MarianDecoderLayer,
+    MarianEncoderLayer,
+    MarianSinusoidalPositionalEmbedding,
+    shift_tokens_right,
+)
+from transformers.utils import logging
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .configuration_supermask import SupermaskConfig
+from .masked_layers import MaskedEmbedding, MaskedLinear, MaskedWeight, SupermaskRandomWeights
+from .random_weights import GENERATOR_VERSION
+
+
+logger = logging.get_logger(__name__)
+
+EMBEDDING = "embed_tokens"
+_ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def _layer_weight_shapes(config: SupermaskConfig, stack: str) -> dict[str, tuple[int, int]]:
+    """Shapes of one layer's maskable tensors, by their path inside the layer."""
+    d, ffn = config.d_model, getattr(config, f"{stack}_ffn_dim")
+    attentions = ("self_attn", "encoder_attn") if stack == "decoder" else ("self_attn",)
+    shapes = {f"{attn}/{proj}": (d, d) for attn in attentions for proj in _ATTENTION_PROJECTIONS}
+    shapes.update({"fc1": (ffn, d), "fc2": (d, ffn)})
+    return shapes
+
+
+def random_weight_name(config: SupermaskConfig, stack: str, layer_idx: int, path: str) -> str:
+    """Generator key of a layer tensor: one per stack with `share_layers`, one per layer otherwise."""
+    return f"{stack}/{path}" if config.share_layers else f"{stack}/layers/{layer_idx}/{path}"
+
+
+def random_weight_shapes(config: SupermaskConfig) -> dict[str, tuple[int, int]]:
+    """Every frozen random tensor of the model, by generator key."""
+    shapes = {EMBEDDING: (config.vocab_size, config.d_model)}
+    for stack in ("encoder", "decoder"):
+        for layer_idx in range(getattr(config, f"{stack}_layers")):
+            for path, shape in _layer_weight_shapes(config, stack).items():
+                shapes[random_weight_name(config, stack, layer_idx, path)] = shape
+    return shapes
+
+
+def _masked_linear(random_weights, config, stack, layer_idx, path) -> MaskedLinear:
+    return MaskedLinear(
+        random_weights,
+        weight_name=random_weight_name(config, stack, layer_idx, path),
+        score_name=f"{stack}/layers/{layer_idx}/{path}",
+        density=config.density,
+    )
+
+
+def _plain_layer_norm(dim: int) -> nn.LayerNorm:
+    # No affine parameters: nothing but masks is learned (the paper's setting). eps as in Marian.
+    return nn.LayerNorm(dim, eps=1e-5, elementwise_affine=False)
+
+
+class SupermaskAttention(MarianAttention):
+    """Marian's multi-head attention (same forward), with bias-free masked projections."""
+
+    def __init__(self, config, random_weights, stack, layer_idx, name, num_heads, is_decoder=False, is_causal=False):
+        nn.Module.__init__(self)  # MarianAttention.__init__ would build dense projections only to replace them
+        self.embed_dim = config.d_model
+        self.num_heads = num_heads
+        self.dropout = config.attention_dropout
+        self.head_dim = self.embed_dim // num_heads
+        self.config = config
+        self.scaling = self.head_dim**-0.5
+        self.is_decoder = is_decoder
+        self.is_causal = is_causal
+        self.layer_idx = layer_idx
+        for proj in _ATTENTION_PROJECTIONS:
+            setattr(self, proj, _masked_linear(random_weights, config, stack, layer_idx, f"{name}/{proj}"))
+
+
+class SupermaskEncoderLayer(MarianEncoderLayer):
+    """Marian's post-norm encoder layer (same forward) over masked random weights."""
+
+    def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, layer_idx: int):
+        GradientCheckpointingLayer.__init__(self)
+        self.embed_dim = config.d_model
+        self.self_attn = SupermaskAttention(
+            config, random_weights, "encoder", layer_idx, "self_attn", config.encoder_attention_heads
+        )
+        self.self_attn_layer_norm = _plain_layer_norm(self.embed_dim)
+        self.dropout = config.dropout
+        self.activation_fn = ACT2FN[config.activation_function]
+        self.activation_dropout = config.activation_dropout
+        self.fc1 = _masked_linear(random_weights, config, "encoder", layer_idx, "fc1")
+        self.fc2 = _masked_linear(random_weights, config, "encoder", layer_idx, "fc2")
+        self.final_layer_norm = _plain_layer_norm(self.embed_dim)
+
+
+class SupermaskDecoderLayer(MarianDecoderLayer):
+    """Marian's post-norm decoder layer (same forward) over masked random weights."""
+
+    def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, layer_idx: int):
+        GradientCheckpointingLayer.__init__(self)
+        self.embed_dim = config.d_model
+        heads = config.decoder_attention_heads
+        self.self_attn = SupermaskAttention(
+            config, random_weights, "decoder", layer_idx, "self_attn", heads, is_decoder=True, is_causal=True
+        )
+        self.dropout = config.dropout
+        self.activation_fn = ACT2FN[config.activation_function]
+        self.activation_dropout = config.activation_dropout
+        self.self_attn_layer_norm = _plain_layer_norm(self.embed_dim)
+        self.encoder_attn = SupermaskAttention(
+            config, random_weights, "decoder", layer_idx, "encoder_attn", heads, is_decoder=True
+        )
+        self.encoder_attn_layer_norm = _plain_layer_norm(self.embed_dim)
+        self.fc1 = _masked_linear(random_weights, config, "decoder", layer_idx, "fc1")
+        self.fc2 = _masked_linear(random_weights, config, "decoder", layer_idx, "fc2")
+        self.final_layer_norm = _plain_layer_norm(self.embed_dim)
+
+
+class SupermaskSinusoidalPositionalEmbedding(nn.Module):
+    """Marian's sinusoidal positions (float64 sinusoids, sin half then cos half, no offset) as a non-persistent buffer."""
+
+    def __init__(self, num_positions: int, embedding_dim: int):
+        super().__init__()
+        self.register_buffer("weight", torch.empty(num_positions, embedding_dim), persistent=False)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        # Marian's own table, so that the dense export matches exactly.
+        self.weight.copy_(MarianSinusoidalPositionalEmbedding.create_weight(self))
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[position_ids]
+
+
+class SupermaskPreTrainedModel(PreTrainedModel):
+    config: SupermaskConfig
+    config_class = SupermaskConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _can_compile_fullgraph = False
+    _no_split_modules = ["SupermaskEncoderLayer", "SupermaskDecoderLayer"]
+    # Scores are rebuilt from the saved masks (see `SupermaskForConditionalGeneration.from_pretrained`).
+    _keys_to_ignore_on_load_missing = [r"\.scores$"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # Nothing here is drawn from torch's global RNG: weights and scores come from the config's seed.
+        if isinstance(module, SupermaskRandomWeights):
+            module.regenerate()
+        elif isinstance(module, MaskedWeight):
+            if not getattr(module.scores, "_is_hf_initialized", False):
+                module.reset_scores()
+        elif isinstance(module, SupermaskSinusoidalPositionalEmbedding):
+            module.reset_parameters()
+
+
+class SupermaskEncoder(SupermaskPreTrainedModel):
+    """Transformer encoder of `config.encoder_layers` [`SupermaskEncoderLayer`]s over the shared masked embedding."""
+
+    _can_record_outputs = {"hidden_states": SupermaskEncoderLayer, "attentions": SupermaskAttention}
+
+    def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, embed_tokens: MaskedEmbedding):
+        super().__init__(config)
+        self.dropout = config.dropout
+        self.layerdrop = config.encoder_layerdrop
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        # Owned by SupermaskModel; referenced here without registering a second copy in the state dict.
+        object.__setattr__(self, "embed_tokens", embed_tokens)
+        self.embed_positions = SupermaskSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
+        self.layers = nn.ModuleList(
+            [SupermaskEncoderLayer(config, random_weights, i) for i in range(config.encoder_layers)]
+        )
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    @capture_outputs
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs) -> BaseModelOutput:
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        positions = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
+        hidden_states = inputs_embeds + self.embed_positions(positions)
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask
+        )
+        for encoder_layer in self.layers:
+            if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:
+                continue
+            hidden_states = encoder_layer(hidden_states, attention_mask, **kwargs)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+class SupermaskDecoder(SupermaskPreTrainedModel):
+    """Transformer decoder of `config.decoder_layers` [`SupermaskDecoderLayer`]s over the shared masked embedding."""
+
+    _can_record_outputs = {
+        "hidden_states": SupermaskDecoderLayer,
+        "attentions": OutputRecorder(SupermaskAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(SupermaskAttention, index=1, layer_name="encoder_attn"),
+    }
+
+    def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, embed_tokens: MaskedEmbedding):
+        super().__init__(config)
+        self.dropout = config.dropout
+        self.layerdrop = config.decoder_layerdrop
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        object.__setattr__(self, "embed_tokens", embed_tokens)
+        self.embed_positions = SupermaskSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
+        self.layers = nn.ModuleList(
+            [SupermaskDecoderLayer(config, random_weights, i) for i in range(config.decoder_layers)]
+        )
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    @capture_outputs
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values: Cache | None = None,
+        inputs_embeds=None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of decoder_input_ids or decoder_inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        inputs_embeds = inputs_embeds * self.embed_scale
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and past_key_values is None:
+            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+
+        batch_size, seq_length = inputs_embeds.shape[:2]
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if attention_mask is None:
+            attention_mask = torch.ones(batch_size, past_length + seq_length, device=inputs_embeds.device)
+        self_attn_cache = (
+            past_key_values.self_attention_cache
+            if isinstance(past_key_values, EncoderDecoderCache)
+            else past_key_values
+        )
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=self_attn_cache,
+        )
+        encoder_attention_mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+        positions = torch.arange(seq_length, device=inputs_embeds.device) + past_length
+        hidden_states = inputs_embeds + self.embed_positions(positions)
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        for decoder_layer in self.layers:
+            if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:
+                continue
+            hidden_states = decoder_layer(
+                hidden_states,
+                causal_mask,
+                encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, past_key_values=past_key_values
+        )
+
+
+class SupermaskModel(SupermaskPreTrainedModel):
+    """The bare encoder-decoder: random weights, the shared masked embedding, encoder and decoder."""
+
+    def __init__(self, config: SupermaskConfig):
+        super().__init__(config)
+        self.random_weights = SupermaskRandomWeights(
+            config, random_weight_shapes(config), padding_rows={EMBEDDING: config.pad_token_id}
+        )
+        self.shared = MaskedEmbedding(
+            self.random_weights, EMBEDDING, EMBEDDING, config.density, padding_idx=config.pad_token_id
+        )
+        self.encoder = SupermaskEncoder(config, self.random_weights, self.shared)
+        self.decoder = SupermaskDecoder(config, self.random_weights, self.shared)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.shared
+
+    def get_encoder(self):
+        return self.encoder
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixin):
+    """Supermask translation model: the encoder-decoder plus the (tied, masked) output projection.
+
+    Its saved state is the config (seed, density, init, fingerprints) and one packed bitmask per weight tensor;
+    `from_pretrained` regenerates the random weights, checks their fingerprint, and rebuilds scores from the
+    masks, so the loaded model both translates exactly as before and can be fine-tuned further.
+
+    Example:
+
+    ```python
+    >>> import hf_supermask  # registers the Auto classes and the translation pipeline
+    >>> from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    >>> model = AutoModelForSeq2SeqLM.from_pretrained("path/to/checkpoint")
+    ```
+    """
+
+    # Trainer: our loss honours `num_items_in_batch` (sum / number of target tokens in the global batch).
+    accepts_loss_kwargs = True
+
+    def __init__(self, config: SupermaskConfig):
+        super().__init__(config)
+        self.model = SupermaskModel(config)
+        # opus-mt convention: generation never emits <pad> (it is the decoder start token).
+        self.generation_config.bad_words_ids = [[config.pad_token_id]]
+        # Published checkpoints hold masks only; Trainer checkpoints set `save_scores` to keep what resuming needs.
+        self.save_scores = False
+        self._score_keys = {f"{name}.scores" for name in self.masked_modules}
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.shared
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    @property
+    def masked_modules(self) -> dict[str, MaskedWeight]:
+        """Every masked tensor of the model, by module name."""
+        return {name: module for name, module in self.named_modules() if isinstance(module, MaskedWeight)}
+
+    @property
+    def random_weights(self) -> SupermaskRandomWeights:
+        return self.model.random_weights
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+            Target ids (-100 is ignored). Decoder inputs are the labels shifted right after `decoder_start_token_id`.
+        num_items_in_batch (`int`, *optional*):
+            Number of target tokens in the whole (accumulated, all-process) batch, passed by the Trainer; the loss is
+            then the summed token loss divided by it, so that gradient accumulation and multi-process runs average
+            over tokens exactly like one large batch.
+        """
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = shift_tokens_right(
+                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.model.shared.project(outputs.last_hidden_state)
+        loss = None
+        if labels is not None:
+            loss = token_cross_entropy(logits, labels, num_items_in_batch)
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor):
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Checkpoints: seed + packed masks
+    # ----------------------------------------------------------------------------------------------------------
+
+    def masks_fingerprint(self) -> str:
+        """sha256 of every packed mask, in name order (what `config.masks_sha256` records)."""
+        digest = hashlib.sha256()
+        for name, module in sorted(self.masked_modules.items()):
+            module.sync_packed_mask()
+            digest.update(f"{name}:{module.mask.numel()};".encode())
+            digest.update(module.mask.detach().cpu().numpy().tobytes())
+        return digest.hexdigest()
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """Save config (with the weights' and masks' fingerprints), generation config and packed masks only."""
+        if self.random_weights.fingerprint is None:
+            raise RuntimeError("The random weights have not been generated; this model cannot be saved.")
+        self.config.weights_sha256 = self.random_weights.fingerprint
+        self.config.masks_sha256 = self.masks_fingerprint()
+        self.config.generator_version = GENERATOR_VERSION
+        ignored = self._keys_to_ignore_on_save
+        self._keys_to_ignore_on_save = set(ignored or ()) | (set() if self.save_scores else self._score_keys)
+        try:
+            return super().save_pretrained(save_directory, *args, **kwargs)
+        finally:
+            self._keys_to_ignore_on_save = ignored
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """Load a checkpoint: regenerate the random weights, refuse any mismatch, rebuild scores from the masks."""
+        output_loading_info = kwargs.pop("output_loading_info", False)
+        if kwargs.get("state_dict") is None and kwargs.get("gguf_file") is None:
+            _validate_checkpoint_files(pretrained_model_name_or_path, kwargs)
+        model, loading_info = super().from_pretrained(
+            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+        )
+        model._adopt_loaded_masks(pretrained_model_name_or_path, loading_info)
+        return (model, loading_info) if output_loading_info else model
+
+    @torch.no_grad()
+    def _adopt_loaded_masks(self, source, loading_info: dict) -> None:
+        config = self.config
+        missing = sorted(k for k in loading_info.get("missing_keys", ()) if k.endswith(".mask"))
+        if missing:
+            raise ValueError(
+                f"The checkpoint at {source} has no mask for {len(missing)} tensor(s), e.g. {missing[:3]}. Refusing to "
+                "load it with re-randomised masks: the file is incomplete or was saved for another configuration."
+            )
+        mismatched = loading_info.get("mismatched_keys") or []
+        if mismatched:
+            raise ValueError(f"The checkpoint at {source} has masks of the wrong size: {list(mismatched)[:3]}.")
+        actual = self.random_weights.fingerprint
+        if config.weights_sha256 is None:
+            logger.warning(
+                f"{source} records no `weights_sha256`: cannot verify that the regenerated random weights are the ones "
+                "its masks were found for."
+            )
+        elif actual != config.weights_sha256:
+            raise ValueError(
+                f"The random weights regenerated from seed={config.seed}, weight_init={config.weight_init!r}, "
+                f"generator_version={config.generator_version} have sha256 {actual}, but the checkpoint at {source} "
+                f"expects {config.weights_sha256}. The masks belong to other weights (edited seed or init, or another "
+                "generator): refusing to load them."
+            )
+        for name, module in self.masked_modules.items():
+            if getattr(module.scores, "_is_hf_initialized", False):
+                # A training checkpoint that kept its scores: they must select exactly the saved mask.
+                module.verify_scores_match_mask(prefix=f"{name}.")
+            else:
+                module.load_packed_mask(prefix=f"{name}.")
+        if config.masks_sha256 is not None and self.masks_fingerprint() != config.masks_sha256:
+            raise ValueError(
+                f"The masks in {source} do not match the `masks_sha256` recorded in its config.json: the mask file is "
+                "corrupted or was replaced. Re-save or re-download the checkpoint."
+            )
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Export
+    # ----------------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def export_dense(self):
+        """A stock `transformers.MarianMTModel` with the masks folded into dense weights (same logits and outputs).
+
+        Marian has no bias-free linears and no affine-free LayerNorm, so biases are zero, LayerNorms are the
+        identity affine map, and `final_logits_bias` is zero. The result needs no hf_supermask code.
+        """
+        from transformers import MarianConfig, MarianMTModel
+
+        config = self.config
+        marian_config = MarianConfig(
+            vocab_size=config.vocab_size,
+            decoder_vocab_size=config.vocab_size,
+            d_model=config.d_model,
+            encoder_layers=config.encoder_layers,
+            decoder_layers=config.decoder_layers,
+            encoder_attention_heads=config.encoder_attention_heads,
+            decoder_attention_heads=config.decoder_attention_heads,
+            encoder_ffn_dim=config.encoder_ffn_dim,
+            decoder_ffn_dim=config.decoder_ffn_dim,
+            activation_function=config.activation_function,
+            max_position_embeddings=config.max_position_embeddings,
+            dropout=config.dropout,
+            attention_dropout=config.attention_dropout,
+            activation_dropout=config.activation_dropout,
+            scale_embedding=config.scale_embedding,
+            pad_token_id=config.pad_token_id,
+            eos_token_id=config.eos_token_id,
+            bos_token_id=config.bos_token_id,
+            decoder_start_token_id=config.decoder_start_token_id,
+            forced_eos_token_id=config.forced_eos_token_id,
+            share_encoder_decoder_embeddings=True,
+            tie_word_embeddings=True,
+            use_cache=config.use_cache,
+        )
+        dense = MarianMTModel(marian_config)
+        state = {}
+        for name, module in self.named_modules():
+            if isinstance(module, MaskedWeight):
+                weight = (module.weight * module.current_mask().to(module.weight.dtype)).float()
+                if isinstance(module, MaskedEmbedding):
+                    state["model.shared.weight"] = weight
+                else:
+                    state[f"{name}.weight"] = weight
+        for key, value in dense.state_dict().items():
+            if key in state or not key.startswith("model.") and key != "final_logits_bias":
+                continue
+            if key.endswith("layer_norm.weight"):
+                state[key] = torch.ones_like(value)
+            elif key.endswith(".bias") or key == "final_logits_bias":
+                state[key] = torch.zeros_like(value)
+        missing, unexpected = dense.load_state_dict(state, strict=False)
+        # Only the tied copies of the embedding and the sinusoidal tables may be left to Marian.
+        leftovers = [k for k in missing if not k.endswith("embed_positions.weight") and "embed_tokens" not in k]
+        leftovers = [k for k in leftovers if k != "lm_head.weight"]
+        if leftovers or unexpected:
+            raise RuntimeError(f"export_dense did not map every tensor: missing {leftovers}, unexpected {unexpected}")
+        dense.tie_weights()
+        dense.generation_config = copy.deepcopy(self.generation_config)
+        return dense.eval()
+
+
+def _validate_checkpoint_files(source, kwargs: dict) -> None:
+    """Refuse, before loading, a checkpoint whose files are truncated or whose masks are not uint8."""
+    from safetensors import SafetensorError, safe_open
+    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
+
+    hub_kwargs = {
+        key: kwargs[key]
+        for key in ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
+        if key in kwargs
+    }
+    resolve = lambda name: cached_file(  # noqa: E731
+        source, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs
+    )
+    files = []
+    if (single := resolve(SAFE_WEIGHTS_NAME)) is not None:
+        files.append(single)
+    elif (index := resolve(SAFE_WEIGHTS_INDEX_NAME)) is not None:
+        import json
+
+        with open(index) as handle:
+            files.extend(resolve(shard) for shard in sorted(set(json.load(handle)["weight_map"].values())))
+    if not files:
+        return  # let from_pretrained report the missing weights file in its own words
+    for file in files:
+        try:
+            with safe_open(file, framework="pt") as reader:
+                dtypes = {key: reader.get_slice(key).get_dtype() for key in reader.keys()}
+        except (SafetensorError, OSError) as error:
+            raise OSError(
+                f"The checkpoint file {file} is truncated or corrupted ({error}). Re-save or re-download it."
+            ) from error
+        wrong = {key: dtype for key, dtype in dtypes.items() if key.endswith(".mask") and dtype != "U8"}
+        if wrong:
+            raise ValueError(
+                f"Masks in {file} must be uint8 packed bits (numpy.packbits layout), but {len(wrong)} are not, e.g. "
+                f"{dict(list(wrong.items())[:3])}. The file was not written by SupermaskForConditionalGeneration."
+                "save_pretrained; re-save it from a loaded model."
+            )
+
+
+def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+    """Mean token cross-entropy (labels == -100 ignored); a sum over `num_items_in_batch` tokens when given."""
+    labels = labels.to(logits.device)
+    if num_items_in_batch is None:
+        return nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1))
+    loss = nn.functional.cross_entropy(
+        logits.float().view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100, reduction="sum"
+    )
+    if torch.is_tensor(num_items_in_batch):
+        num_items_in_batch = num_items_in_batch.to(loss.device)
+    return loss / num_items_in_batch
+
+
+SupermaskConfig.register_for_auto_class()
+SupermaskForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+
+__all__ = [
+    "SupermaskForConditionalGeneration",
+    "SupermaskModel",
+    "SupermaskPreTrainedModel",
+    "token_cross_entropy",
+]
