@@ -152,10 +152,12 @@ class SupermaskConfig(PreTrainedConfig):
             self.pad_token_id = self.vocab_size - 1
         if self.decoder_start_token_id is None:
             self.decoder_start_token_id = self.pad_token_id
+        # Checked here rather than in a `@strict` class validator, which would wrap the ValueError in its own type.
+        self.validate_supermask_fields()
         super().__post_init__(**kwargs)
 
-    def validate_architecture(self):
-        """Part of `@strict` validation: every invalid value names the field and what it accepts."""
+    def validate_supermask_fields(self):
+        """Raise a ValueError that names the field and the values it accepts, for the first invalid field."""
         for name in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim",
                      "decoder_ffn_dim", "max_position_embeddings", "encoder_attention_heads",
                      "decoder_attention_heads"):  # fmt: skip
