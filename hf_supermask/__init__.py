@@ -8,6 +8,7 @@
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM
 
 from .modeling import SupermaskConfig, SupermaskForConditionalGeneration, SupermaskModel, SupermaskPreTrainedModel
+from .pipelines import register_translation_pipeline
 
 
 __version__ = "0.1.0"
@@ -15,6 +16,8 @@ __version__ = "0.1.0"
 AutoConfig.register(SupermaskConfig.model_type, SupermaskConfig, exist_ok=True)
 AutoModel.register(SupermaskConfig, SupermaskModel, exist_ok=True)
 AutoModelForSeq2SeqLM.register(SupermaskConfig, SupermaskForConditionalGeneration, exist_ok=True)
+# transformers 5.x removed the "translation" task; see hf_supermask/pipelines.py for what this restores and why.
+register_translation_pipeline()
 
 __all__ = [
     "SupermaskConfig",

@@ -10,6 +10,26 @@ from transformers.configuration_utils import PreTrainedConfig
 from .random_weights import GENERATOR_VERSION, SCORE_INITS, WEIGHT_INITS
 
 
+# Checkpoints ship `pipeline_translation.py` next to config.json and name it in `custom_pipelines`, so that remote-code
+# users get `pipeline("translation", model=repo, trust_remote_code=True)` (transformers 5.x has no such task).
+TRANSLATION_PIPELINE_FILE = "pipeline_translation.py"
+TRANSLATION_CUSTOM_PIPELINES = {
+    "translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}
+}
+
+
+def _translation_task_registered() -> bool:
+    """Whether this process already has a "translation" pipeline task (e.g. registered by `import hf_supermask`)."""
+    import sys
+
+    pipelines = sys.modules.get("transformers.pipelines")
+    return (
+        pipelines is not None
+        and "translation" in pipelines.PIPELINE_REGISTRY.supported_tasks
+        and "translation" not in getattr(pipelines, "REMOVED_TASKS", {})
+    )
+
+
 @strict
 class SupermaskConfig(PreTrainedConfig):
     r"""
@@ -155,6 +175,20 @@ class SupermaskConfig(PreTrainedConfig):
         # Checked here rather than in a `@strict` class validator, which would wrap the ValueError in its own type.
         self.validate_supermask_fields()
         super().__post_init__(**kwargs)
+
+    @property
+    def custom_pipelines(self) -> dict:
+        """Pipelines shipped as remote code. Hidden when a local "translation" task exists, so that
+        `pipeline("translation", model=...)` after `import hf_supermask` needs no `trust_remote_code`; the stored
+        value (what config.json holds) is unchanged either way."""
+        stored = self.__dict__.get("custom_pipelines") or {}
+        if "translation" in stored and _translation_task_registered():
+            return {task: entry for task, entry in stored.items() if task != "translation"}
+        return stored
+
+    @custom_pipelines.setter
+    def custom_pipelines(self, value: dict) -> None:
+        self.__dict__["custom_pipelines"] = value
 
     def validate_supermask_fields(self):
         """Raise a ValueError that names the field and the values it accepts, for the first invalid field."""

@@ -17,6 +17,8 @@ import copy
 import hashlib
 import math
 import os
+import shutil
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -43,7 +45,7 @@ from transformers.models.marian.modeling_marian import (
 from transformers.utils import logging
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .configuration_supermask import SupermaskConfig
+from .configuration_supermask import TRANSLATION_CUSTOM_PIPELINES, TRANSLATION_PIPELINE_FILE, SupermaskConfig
 from .masked_layers import MaskedEmbedding, MaskedLinear, MaskedWeight, SupermaskRandomWeights
 from .random_weights import GENERATOR_VERSION
 
@@ -508,18 +510,26 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         return digest.hexdigest()
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
-        """Save config (with the weights' and masks' fingerprints), generation config and packed masks only."""
+        """Save config (with the weights' and masks' fingerprints), generation config and packed masks only.
+
+        The model code (auto_map) and the translation pipeline (custom_pipelines) are copied next to them, so the
+        folder also loads with only transformers and `trust_remote_code=True`.
+        """
         if self.random_weights.fingerprint is None:
             raise RuntimeError("The random weights have not been generated; this model cannot be saved.")
         self.config.weights_sha256 = self.random_weights.fingerprint
         self.config.masks_sha256 = self.masks_fingerprint()
         self.config.generator_version = GENERATOR_VERSION
+        self.config.custom_pipelines = {**self.config.__dict__.get("custom_pipelines", {}), **TRANSLATION_CUSTOM_PIPELINES}
         ignored = self._keys_to_ignore_on_save
         self._keys_to_ignore_on_save = set(ignored or ()) | (set() if self.save_scores else self._score_keys)
         try:
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            result = super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             self._keys_to_ignore_on_save = ignored
+        if kwargs.get("is_main_process", True):
+            shutil.copyfile(Path(__file__).with_name(TRANSLATION_PIPELINE_FILE), Path(save_directory) / TRANSLATION_PIPELINE_FILE)
+        return result
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):

@@ -315,8 +315,11 @@ tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
 batch = tokenizer(json.loads(sys.argv[3]), return_tensors="pt", padding=True)
 model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True)
 dense = MarianMTModel.from_pretrained(dense_path)
+from transformers import pipeline
+translator = pipeline("translation", model=path, trust_remote_code=True, max_new_tokens=8, num_beams=2)
 print("RESULT " + json.dumps({
     "module": type(model).__module__,
+    "pipeline": [type(translator).__module__] + [r["translation_text"] for r in translator(json.loads(sys.argv[3]))],
     "remote": model.generate(**batch, max_new_tokens=8, num_beams=2).tolist(),
     "dense": dense.generate(**batch, max_new_tokens=8, num_beams=2).tolist(),
 }))
@@ -326,7 +329,7 @@ print("RESULT " + json.dumps({
 def test_loads_with_remote_code_and_exports_without_the_package(checkpoint, tiny_tokenizer, tmp_path):
     model, path = checkpoint
     for module_file in ("configuration_supermask.py", "modeling_supermask.py", "masked_layers.py", "binarizers.py",
-                        "random_weights.py"):  # fmt: skip
+                        "random_weights.py", "pipeline_translation.py"):  # fmt: skip
         assert (path / module_file).exists(), module_file
     model.export_dense().save_pretrained(tmp_path / "dense")
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
@@ -339,6 +342,24 @@ def test_loads_with_remote_code_and_exports_without_the_package(checkpoint, tiny
     assert out["module"].startswith("transformers_modules")
     expected = model.generate(**_batch(tiny_tokenizer), max_new_tokens=8, num_beams=2).tolist()
     assert out["remote"] == expected == out["dense"]
+    assert out["pipeline"][0].startswith("transformers_modules")  # the pipeline shipped in the checkpoint
+    assert out["pipeline"][1:] == tiny_tokenizer.batch_decode(expected, skip_special_tokens=True)
+
+
+def test_translation_pipeline_after_import_needs_no_remote_code(checkpoint, tiny_tokenizer):
+    from transformers import pipeline
+
+    model, path = checkpoint
+    assert json.loads((path / "config.json").read_text())["custom_pipelines"]["translation"]["impl"] == (
+        "pipeline_translation.TranslationPipeline"
+    )
+    assert (path / "pipeline_translation.py").exists()
+    translator = pipeline("translation", model=str(path), max_new_tokens=8)
+    assert type(translator.model) is SupermaskForConditionalGeneration
+    expected = model.generate(**_batch(tiny_tokenizer, SOURCES[:2]), max_new_tokens=8)
+    assert [r["translation_text"] for r in translator(SOURCES[:2], batch_size=2)] == tiny_tokenizer.batch_decode(
+        expected, skip_special_tokens=True
+    )
 
 
 def test_ctranslate2_serves_the_export_unchanged(checkpoint, tiny_tokenizer, tmp_path):

@@ -1,0 +1,314 @@
+# Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
+"""
+Loading and preprocessing of parallel corpora for translation, in the format of the `run_translation.py` example:
+a [`~datasets.DatasetDict`] with `"train"`, `"validation"` and `"test"` splits whose rows are
+`{"translation": {source_lang: ..., target_lang: ...}}`.
+"""
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import datasets
+from datasets import Dataset, DatasetDict
+from transformers import BatchEncoding, PreTrainedTokenizerBase
+
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+# Multi30k as plain `split.lang` text files, shared next to the repository (never copied into it).
+DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "multi30k"
+
+# Canonical split -> file stems (or Hub split names) accepted for it, in order of preference. Multi30k calls its
+# splits train / val / test_2016_flickr.
+SPLIT_ALIASES: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "validation": ("val", "valid", "validation", "dev"),
+    "test": ("test", "test_2016_flickr"),
+}
+
+PathLike = str | os.PathLike
+
+
+def default_data_dir() -> Path | None:
+    """Returns [`DEFAULT_DATA_DIR`] if it exists, else `None`."""
+    return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None
+
+
+def _no_data_error(looked_up: str) -> FileNotFoundError:
+    return FileNotFoundError(
+        f"No parallel data found: looked up {looked_up}. Pass `--data_dir PATH` to a folder of `split.lang` text "
+        "files (e.g. train.en/train.de, val.en/val.de, test_2016_flickr.en/test_2016_flickr.de), or "
+        "`--train_file/--validation_file` jsonlines files with one {\"translation\": {...}} object per line, or "
+        "(online) `--dataset_name bentrevett/multi30k`."
+    )
+
+
+def _split_candidates(split: str, split_names: Mapping[str, str] | None) -> tuple[str, ...]:
+    if split_names and split in split_names:
+        return (split_names[split],)
+    return SPLIT_ALIASES[split]
+
+
+def _read_lines(path: Path) -> list[str]:
+    # Split on "\n" only: `str.splitlines` (and universal newlines) would also break lines at characters such as
+    # U+2028 or a lone "\r", silently misaligning the two sides of the corpus.
+    lines = path.read_bytes().decode("utf-8-sig").split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def _load_from_data_dir(
+    data_dir: Path, source_lang: str, target_lang: str, split_names: Mapping[str, str] | None
+) -> DatasetDict:
+    if not data_dir.is_dir():
+        raise _no_data_error(f"data_dir {str(data_dir)!r}, which is not a directory")
+
+    splits = {}
+    for split in SPLIT_ALIASES:
+        stems = [
+            stem
+            for stem in _split_candidates(split, split_names)
+            if (data_dir / f"{stem}.{source_lang}").exists() or (data_dir / f"{stem}.{target_lang}").exists()
+        ]
+        if not stems:
+            logger.warning(f"No {split!r} split in {data_dir} (looked for {_split_candidates(split, split_names)}).")
+            continue
+        if len(stems) > 1:
+            raise ValueError(
+                f"Several files in {data_dir} could be the {split!r} split: {stems}. Choose one with "
+                f"split_names={{{split!r}: {stems[0]!r}}}."
+            )
+        source_file, target_file = data_dir / f"{stems[0]}.{source_lang}", data_dir / f"{stems[0]}.{target_lang}"
+        for path in (source_file, target_file):
+            if not path.is_file():
+                raise FileNotFoundError(
+                    f"{path} is missing: the {split!r} split needs both {source_file.name} and {target_file.name}."
+                )
+        sources, targets = _read_lines(source_file), _read_lines(target_file)
+        if len(sources) != len(targets):
+            raise ValueError(
+                f"{source_file} has {len(sources)} lines but {target_file} has {len(targets)}; line N of one must "
+                "translate line N of the other."
+            )
+        # `from_dict` builds an in-memory Arrow table: fast, and needs neither the network nor a cache.
+        splits[split] = Dataset.from_dict(
+            {"translation": [{source_lang: s, target_lang: t} for s, t in zip(sources, targets)]}
+        )
+
+    if not splits:
+        raise _no_data_error(
+            f"data_dir {str(data_dir)!r} for files named `split.{source_lang}` and `split.{target_lang}` with split "
+            f"in {sorted({stem for split in SPLIT_ALIASES for stem in _split_candidates(split, split_names)})}"
+        )
+    return DatasetDict(splits)
+
+
+def _rename_splits(dataset_dict: DatasetDict, split_names: Mapping[str, str] | None) -> DatasetDict:
+    """Keeps the train/validation/test splits of a Hub dataset under their canonical names."""
+    renamed = {}
+    for split in SPLIT_ALIASES:
+        name = next((name for name in _split_candidates(split, split_names) if name in dataset_dict), None)
+        if name is not None:
+            renamed[split] = dataset_dict[name]
+    if not renamed:
+        raise ValueError(
+            f"None of the splits {list(dataset_dict)} is a train, validation or test split; map them with "
+            "split_names, e.g. {'test': 'test_2016_flickr'}."
+        )
+    return DatasetDict(renamed)
+
+
+def _to_translation_format(dataset_dict: DatasetDict, source_lang: str, target_lang: str) -> DatasetDict:
+    """
+    Normalises every split to a single `translation` column. Rows with flat language columns, like
+    `bentrevett/multi30k`'s `{"en": ..., "de": ...}`, are nested; rows that already have `translation` (jsonlines
+    files, `wmt16`) are kept as they are.
+    """
+    normalised = {}
+    for split, dataset in dataset_dict.items():
+        columns = dataset.column_names
+        if "translation" in columns:
+            feature = dataset.features["translation"]
+            # `wmt16` uses the `Translation` feature type, jsonlines files a plain struct (a dict of features).
+            if isinstance(feature, datasets.Translation):
+                languages = feature.languages
+            else:
+                languages = list(feature) if isinstance(feature, dict) else []
+            missing = [lang for lang in (source_lang, target_lang) if lang not in languages]
+            if missing:
+                raise ValueError(
+                    f"The {split!r} split's `translation` column has no {missing} entries (it has {languages})."
+                )
+            normalised[split] = dataset.select_columns(["translation"])
+        elif source_lang in columns and target_lang in columns:
+            normalised[split] = dataset.map(
+                lambda batch: {
+                    "translation": [
+                        {source_lang: s, target_lang: t} for s, t in zip(batch[source_lang], batch[target_lang])
+                    ]
+                },
+                batched=True,
+                remove_columns=columns,
+                desc=f"Nesting {source_lang}/{target_lang} columns into `translation`",
+            )
+        else:
+            raise ValueError(
+                f"The {split!r} split has columns {columns}; expected a `translation` column or the columns "
+                f"{source_lang!r} and {target_lang!r}."
+            )
+    return DatasetDict(normalised)
+
+
+def load_translation_dataset(
+    source_lang: str = "en",
+    target_lang: str = "de",
+    data_dir: PathLike | None = None,
+    train_file: PathLike | None = None,
+    validation_file: PathLike | None = None,
+    test_file: PathLike | None = None,
+    dataset_name: str | None = None,
+    dataset_config_name: str | None = None,
+    split_names: Mapping[str, str] | None = None,
+    cache_dir: PathLike | None = None,
+) -> DatasetDict:
+    """
+    Loads a parallel corpus as a [`~datasets.DatasetDict`] with `"train"`, `"validation"` and `"test"` splits whose
+    rows are `{"translation": {source_lang: ..., target_lang: ...}}`, the format of `run_translation.py`.
+
+    The first source given wins, in this order:
+
+    1. `train_file` / `validation_file` / `test_file`: jsonlines files with one `{"translation": {...}}` object per
+       line (only the given splits are loaded);
+    2. `data_dir`: a folder of `split.lang` text files, one sentence per line, where `split` is `train`,
+       `val`/`valid`/`validation`/`dev` or `test`/`test_2016_flickr` (Multi30k's test set);
+    3. `dataset_name`: a dataset on the Hugging Face Hub, e.g. `bentrevett/multi30k` (flat `en`/`de` columns) or
+       `wmt16` with `dataset_config_name="de-en"` (already in the `translation` format);
+    4. nothing: [`default_data_dir`], the shared Multi30k copy next to the repository.
+
+    Text is returned verbatim (no stripping or normalisation); that is the tokenizer's job.
+
+    Args:
+        source_lang (`str`, *optional*, defaults to `"en"`):
+            Language code of the source side, also the file suffix in `data_dir`.
+        target_lang (`str`, *optional*, defaults to `"de"`):
+            Language code of the target side.
+        data_dir (`str` or `os.PathLike`, *optional*):
+            Folder of `split.lang` text files.
+        train_file, validation_file, test_file (`str` or `os.PathLike`, *optional*):
+            Jsonlines files, one per split.
+        dataset_name (`str`, *optional*):
+            Name of a Hub dataset, loaded with [`datasets.load_dataset`].
+        dataset_config_name (`str`, *optional*):
+            Configuration of `dataset_name`.
+        split_names (`Mapping[str, str]`, *optional*):
+            Overrides the file stem (in `data_dir`) or Hub split name read for a canonical split, e.g.
+            `{"test": "test_2017_flickr"}`.
+        cache_dir (`str` or `os.PathLike`, *optional*):
+            Cache folder of 🤗 Datasets, for jsonlines files and Hub datasets.
+
+    Returns:
+        [`~datasets.DatasetDict`]: the splits that were found.
+
+    Raises:
+        `FileNotFoundError`: if no data is found; the message says where it looked and which option to pass.
+        `ValueError`: if the two sides of a split have different numbers of lines, or rows lack a language.
+    """
+    if source_lang == target_lang:
+        raise ValueError(f"source_lang and target_lang must differ, both are {source_lang!r}.")
+    if split_names is not None and not set(split_names) <= set(SPLIT_ALIASES):
+        raise ValueError(f"split_names keys must be among {list(SPLIT_ALIASES)}, got {list(split_names)}.")
+
+    data_files = {
+        split: str(path)
+        for split, path in (("train", train_file), ("validation", validation_file), ("test", test_file))
+        if path is not None
+    }
+    if data_files:
+        for path in data_files.values():
+            if not Path(path).is_file():
+                raise _no_data_error(f"the file {path!r}, which does not exist")
+        dataset_dict = datasets.load_dataset("json", data_files=data_files, cache_dir=cache_dir)
+    elif data_dir is not None:
+        return _load_from_data_dir(Path(data_dir), source_lang, target_lang, split_names)
+    elif dataset_name is not None:
+        dataset_dict = _rename_splits(
+            datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir), split_names
+        )
+    else:
+        data_dir = default_data_dir()
+        if data_dir is None:
+            raise _no_data_error(f"the default data_dir {str(DEFAULT_DATA_DIR)!r}, which does not exist")
+        return _load_from_data_dir(data_dir, source_lang, target_lang, split_names)
+
+    return _to_translation_format(dataset_dict, source_lang, target_lang)
+
+
+def select_max_samples(
+    dataset_dict: DatasetDict,
+    max_train_samples: int | None = None,
+    max_eval_samples: int | None = None,
+    max_predict_samples: int | None = None,
+) -> DatasetDict:
+    """
+    Keeps the first `max_train_samples` rows of `"train"`, `max_eval_samples` of `"validation"` and
+    `max_predict_samples` of `"test"` (for debugging or quicker runs, as in `run_translation.py`). `None` keeps a
+    split whole; absent splits are ignored.
+    """
+    limits = {"train": max_train_samples, "validation": max_eval_samples, "test": max_predict_samples}
+    selected = {}
+    for split, dataset in dataset_dict.items():
+        limit = limits.get(split)
+        if limit is not None and limit < 0:
+            raise ValueError(f"The maximum number of {split} samples must be >= 0 or None, got {limit}.")
+        selected[split] = dataset if limit is None else dataset.select(range(min(limit, len(dataset))))
+    return DatasetDict(selected)
+
+
+def make_preprocess_function(
+    tokenizer: PreTrainedTokenizerBase,
+    source_lang: str,
+    target_lang: str,
+    max_source_length: int,
+    max_target_length: int,
+    source_prefix: str = "",
+) -> Callable[[dict[str, list[Any]]], BatchEncoding]:
+    """
+    Returns a batched [`~datasets.Dataset.map`] function that tokenizes `{"translation": ...}` rows into
+    `input_ids`, `attention_mask` and `labels`, as in `run_translation.py`.
+
+    Sequences are truncated to `max_source_length` / `max_target_length` tokens (special tokens included) but not
+    padded: [`DataCollatorForSeq2Seq`] pads each batch dynamically and masks label padding with -100.
+
+    Args:
+        tokenizer ([`PreTrainedTokenizerBase`]):
+            Tokenizer for both sides, e.g. from [`~hf_supermask.tokenization.train_tokenizer`].
+        source_lang (`str`), target_lang (`str`):
+            Keys of the `translation` dicts.
+        max_source_length (`int`), max_target_length (`int`):
+            Maximum lengths of the tokenized inputs and labels.
+        source_prefix (`str`, *optional*, defaults to `""`):
+            Text prepended to every source, e.g. `"translate English to German: "` for T5.
+
+    Example:
+
+    ```python
+    >>> preprocess = make_preprocess_function(tokenizer, "en", "de", 128, 128)
+    >>> tokenized = dataset_dict.map(preprocess, batched=True, remove_columns=["translation"])
+    ```
+    """
+
+    def preprocess_function(examples: dict[str, list[Any]]) -> BatchEncoding:
+        sources = [source_prefix + pair[source_lang] for pair in examples["translation"]]
+        targets = [pair[target_lang] for pair in examples["translation"]]
+        model_inputs = tokenizer(sources, max_length=max_source_length, truncation=True)
+        # Tokenized separately because sources and targets have their own maximum length.
+        labels = tokenizer(text_target=targets, max_length=max_target_length, truncation=True)
+        model_inputs["labels"] = labels["input_ids"]
+        return model_inputs
+
+    return preprocess_function

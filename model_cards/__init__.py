@@ -1,0 +1,1 @@
+"""Model card templates, installed as the package data of `hf_supermask.model_cards`."""
