@@ -591,35 +591,9 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         Marian has no bias-free linears and no affine-free LayerNorm, so biases are zero, LayerNorms are the
         identity affine map, and `final_logits_bias` is zero. The result needs no hf_supermask code.
         """
-        from transformers import MarianConfig, MarianMTModel
+        from transformers import MarianMTModel
 
-        config = self.config
-        marian_config = MarianConfig(
-            vocab_size=config.vocab_size,
-            decoder_vocab_size=config.vocab_size,
-            d_model=config.d_model,
-            encoder_layers=config.encoder_layers,
-            decoder_layers=config.decoder_layers,
-            encoder_attention_heads=config.encoder_attention_heads,
-            decoder_attention_heads=config.decoder_attention_heads,
-            encoder_ffn_dim=config.encoder_ffn_dim,
-            decoder_ffn_dim=config.decoder_ffn_dim,
-            activation_function=config.activation_function,
-            max_position_embeddings=config.max_position_embeddings,
-            dropout=config.dropout,
-            attention_dropout=config.attention_dropout,
-            activation_dropout=config.activation_dropout,
-            scale_embedding=config.scale_embedding,
-            pad_token_id=config.pad_token_id,
-            eos_token_id=config.eos_token_id,
-            bos_token_id=config.bos_token_id,
-            decoder_start_token_id=config.decoder_start_token_id,
-            forced_eos_token_id=config.forced_eos_token_id,
-            share_encoder_decoder_embeddings=True,
-            tie_word_embeddings=True,
-            use_cache=config.use_cache,
-        )
-        dense = MarianMTModel(marian_config)
+        dense = MarianMTModel(marian_config_for(self.config))
         state = {}
         for name, module in self.named_modules():
             if isinstance(module, MaskedWeight):
@@ -644,6 +618,39 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         dense.tie_weights()
         dense.generation_config = copy.deepcopy(self.generation_config)
         return dense.eval()
+
+
+def marian_config_for(config: SupermaskConfig):
+    """The `MarianConfig` of a dense model with the same computation (every differing Marian default set explicitly)."""
+    from transformers import MarianConfig
+
+    return MarianConfig(
+        vocab_size=config.vocab_size,
+        decoder_vocab_size=config.vocab_size,
+        d_model=config.d_model,
+        encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers,
+        encoder_attention_heads=config.encoder_attention_heads,
+        decoder_attention_heads=config.decoder_attention_heads,
+        encoder_ffn_dim=config.encoder_ffn_dim,
+        decoder_ffn_dim=config.decoder_ffn_dim,
+        activation_function=config.activation_function,
+        max_position_embeddings=config.max_position_embeddings,
+        dropout=config.dropout,
+        attention_dropout=config.attention_dropout,
+        activation_dropout=config.activation_dropout,
+        encoder_layerdrop=config.encoder_layerdrop,
+        decoder_layerdrop=config.decoder_layerdrop,
+        scale_embedding=config.scale_embedding,
+        pad_token_id=config.pad_token_id,
+        eos_token_id=config.eos_token_id,
+        bos_token_id=config.bos_token_id,
+        decoder_start_token_id=config.decoder_start_token_id,
+        forced_eos_token_id=config.forced_eos_token_id,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+        use_cache=config.use_cache,
+    )
 
 
 def _validate_checkpoint_files(source, kwargs: dict) -> None:
@@ -706,5 +713,6 @@ __all__ = [
     "SupermaskForConditionalGeneration",
     "SupermaskModel",
     "SupermaskPreTrainedModel",
+    "marian_config_for",
     "token_cross_entropy",
 ]

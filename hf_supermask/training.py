@@ -1,0 +1,505 @@
+# Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
+"""Train translation supermasks (or a same-shape dense Marian baseline) with `Seq2SeqTrainer`.
+
+The logic of `scripts/train_translation.py`, importable and tested. Arguments follow transformers'
+`examples/pytorch/translation/run_translation.py` (`--source_lang`, `--max_train_samples`, `--num_beams`, ...), plus
+`SupermaskArguments` for what is specific to masks. Everything Trainer-related goes through the Trainer's supported
+hooks: a prebuilt optimizer for the scores' own learning rate, `compute_loss_func` for one token-level loss shared by
+both model types, and a callback for timing and mask-change statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import transformers
+from transformers import (
+    AutoConfig,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    DataCollatorForSeq2Seq,
+    MarianMTModel,
+    Seq2SeqTrainer,
+    Seq2SeqTrainingArguments,
+    TrainerCallback,
+)
+
+from .data import load_translation_dataset, make_preprocess_function, select_max_samples
+from .metrics import make_compute_metrics
+from .modeling import SupermaskConfig, SupermaskForConditionalGeneration
+from .modeling.modeling_supermask import marian_config_for, token_cross_entropy
+from .tokenization import train_tokenizer_on_dataset
+
+
+logger = logging.getLogger(__name__)
+
+MODEL_TYPES = ("supermask", "marian")
+
+
+@dataclass
+class ModelArguments:
+    """Which model to train, and from where."""
+
+    model_type: str = field(
+        default="supermask",
+        metadata={"help": "`supermask` (masks over frozen random weights) or `marian` (a dense MarianMTModel of the "
+                  "same shape, trained normally, for like-for-like comparisons)."},
+    )  # fmt: skip
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "Start from this checkpoint (folder or Hub id) instead of a fresh model."}
+    )
+    config_name: str | None = field(default=None, metadata={"help": "Config (folder, Hub id or JSON file) to start from."})
+    config_overrides: str | None = field(
+        default=None,
+        metadata={"help": "Override config fields of a fresh model, e.g. `d_model=256,encoder_layers=3,encoder_ffn_dim=1024`."},
+    )
+    tokenizer_name: str | None = field(
+        default=None, metadata={"help": "Reuse this tokenizer instead of training one on the training split."}
+    )
+    cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloads."})
+    trust_remote_code: bool = field(default=False, metadata={"help": "Allow remote code when loading a checkpoint."})
+
+
+@dataclass
+class DataTrainingArguments:
+    """What data to train and evaluate on (flags as in run_translation.py)."""
+
+    source_lang: str = field(default="en", metadata={"help": "Source language id."})
+    target_lang: str = field(default="de", metadata={"help": "Target language id."})
+    data_dir: str | None = field(
+        default=None,
+        metadata={"help": "Folder of `split.lang` text files (default: ../shared/data/multi30k next to the repo)."},
+    )
+    dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. `bentrevett/multi30k`."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Config name of the Hub dataset."})
+    train_file: str | None = field(default=None, metadata={"help": "jsonlines file with a `translation` field."})
+    validation_file: str | None = field(default=None, metadata={"help": "jsonlines file with a `translation` field."})
+    test_file: str | None = field(default=None, metadata={"help": "jsonlines file with a `translation` field."})
+    max_source_length: int = field(default=128, metadata={"help": "Longer sources are truncated."})
+    max_target_length: int = field(default=128, metadata={"help": "Longer targets are truncated."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use the first N training pairs."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use the first N validation pairs."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Use the first N test pairs."})
+    num_beams: int | None = field(default=None, metadata={"help": "Beams for evaluation and for the saved model."})
+    source_prefix: str = field(default="", metadata={"help": "Text prepended to every source (T5-style)."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
+    tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Size of the trained joint vocabulary."})
+    tokenizer_type: str = field(default="bpe", metadata={"help": "`bpe` or `unigram`."})
+    num_examples: int = field(default=3, metadata={"help": "Test sentences translated through the pipeline at the end."})
+
+
+@dataclass
+class SupermaskArguments:
+    """Settings of the masks (None keeps the config's value)."""
+
+    weights_seed: int | None = field(default=None, metadata={"help": "Seed of the frozen random weights (config `seed`)."})
+    density: float | None = field(default=None, metadata={"help": "Fraction of each weight tensor KEPT by its mask."})
+    weight_init: str | None = field(
+        default=None, metadata={"help": "kaiming_uniform | kaiming_normal | xavier_uniform | signed_constant"}
+    )
+    score_init: str | None = field(default=None, metadata={"help": "kaiming_uniform | constant"})
+    share_layers: bool | None = field(default=None, metadata={"help": "One random layer per stack (the paper's model)."})
+    scale_fan: bool | None = field(default=None, metadata={"help": "Scale fans by density (edge-popup --scale-fan)."})
+    score_learning_rate: float | None = field(
+        default=None, metadata={"help": "Learning rate of the scores (default: --learning_rate)."}
+    )
+    score_weight_decay: float | None = field(
+        default=None, metadata={"help": "Weight decay of the scores (default: --weight_decay)."}
+    )
+
+    def config_updates(self) -> dict[str, Any]:
+        names = {"weights_seed": "seed"}
+        return {
+            names.get(key, key): value
+            for key, value in asdict(self).items()
+            if value is not None and key not in ("score_learning_rate", "score_weight_decay")
+        }
+
+
+class SupermaskTrainingCallback(TrainerCallback):
+    """Adds `elapsed_seconds` to every log entry and, at each evaluation, the fraction of mask bits that changed
+    since the previous one (`eval_mask_changed_fraction`), for the curves of the model card."""
+
+    def __init__(self):
+        self._start = None
+        self._offset = 0.0
+        self._previous_masks: torch.Tensor | None = None
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._start = time.perf_counter()
+        # Resumed runs continue the clock of the interrupted one.
+        self._offset = max((entry.get("elapsed_seconds", 0.0) for entry in state.log_history), default=0.0)
+        self._previous_masks = _all_mask_bits(model)
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if self._start is not None and state.log_history:
+            state.log_history[-1]["elapsed_seconds"] = round(self._offset + time.perf_counter() - self._start, 2)
+
+    def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
+        current = _all_mask_bits(model)
+        if current is None or self._previous_masks is None:
+            return
+        fraction = float((current != self._previous_masks).float().mean())
+        self._previous_masks = current
+        if metrics is not None:
+            metrics["eval_mask_changed_fraction"] = fraction
+        for entry in reversed(state.log_history):  # the evaluation entry the Trainer just logged
+            if any(key.startswith("eval_") for key in entry):
+                entry["eval_mask_changed_fraction"] = fraction
+                break
+
+
+def _all_mask_bits(model) -> torch.Tensor | None:
+    model = getattr(model, "module", model)  # DDP
+    if not isinstance(model, SupermaskForConditionalGeneration):
+        return None
+    return torch.cat([m.current_mask().reshape(-1).cpu() for _, m in sorted(model.masked_modules.items())])
+
+
+def build_config(model_args: ModelArguments, supermask_args: SupermaskArguments, tokenizer) -> SupermaskConfig:
+    """The supermask config of a fresh model: defaults or --config_name, then --config_overrides, then mask flags,
+    with the vocabulary and special ids taken from the tokenizer (opus-mt convention)."""
+    if model_args.config_name:
+        config = AutoConfig.from_pretrained(model_args.config_name, cache_dir=model_args.cache_dir)
+        if not isinstance(config, SupermaskConfig):
+            config = SupermaskConfig(**{k: v for k, v in config.to_dict().items() if k in SupermaskConfig.__dataclass_fields__})
+    else:
+        config = SupermaskConfig()
+    if model_args.config_overrides:
+        config.update_from_string(model_args.config_overrides)
+    for key, value in supermask_args.config_updates().items():
+        setattr(config, key, value)
+    config.vocab_size = len(tokenizer)
+    config.pad_token_id = config.decoder_start_token_id = tokenizer.pad_token_id
+    config.eos_token_id = config.forced_eos_token_id = tokenizer.eos_token_id
+    if tokenizer.pad_token_id != len(tokenizer) - 1:
+        raise ValueError(
+            f"The tokenizer's <pad> has id {tokenizer.pad_token_id}, but the opus-mt convention (which exported models "
+            f"and CTranslate2 rely on) puts it last ({len(tokenizer) - 1}). Train a tokenizer with "
+            "hf_supermask.tokenization.train_tokenizer or omit --tokenizer_name."
+        )
+    if tokenizer.model_max_length > config.max_position_embeddings:
+        tokenizer.model_max_length = config.max_position_embeddings
+    config.validate_supermask_fields()
+    return config
+
+
+def build_model(model_args: ModelArguments, config: SupermaskConfig):
+    """A fresh or loaded supermask model, or a dense Marian of the same shape."""
+    if model_args.model_type not in MODEL_TYPES:
+        raise ValueError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}.")
+    if model_args.model_name_or_path:
+        return AutoModelForSeq2SeqLM.from_pretrained(
+            model_args.model_name_or_path, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
+        )
+    if model_args.model_type == "marian":
+        model = MarianMTModel(marian_config_for(config))
+        model.generation_config.bad_words_ids = [[config.pad_token_id]]
+        return model
+    return SupermaskForConditionalGeneration(config)
+
+
+def build_optimizer(model, training_args: Seq2SeqTrainingArguments, supermask_args: SupermaskArguments):
+    """The Trainer's optimizer class and settings, with the scores in their own parameter group when asked to."""
+    if supermask_args.score_learning_rate is None and supermask_args.score_weight_decay is None:
+        return None  # the Trainer's own optimizer
+    optimizer_cls, optimizer_kwargs = Seq2SeqTrainer.get_optimizer_cls_and_kwargs(training_args, model)
+    scores = [p for n, p in model.named_parameters() if p.requires_grad and n.endswith(".scores")]
+    others = [p for n, p in model.named_parameters() if p.requires_grad and not n.endswith(".scores")]
+    groups = [
+        {
+            "params": scores,
+            "lr": supermask_args.score_learning_rate or training_args.learning_rate,
+            "weight_decay": training_args.weight_decay
+            if supermask_args.score_weight_decay is None
+            else supermask_args.score_weight_decay,
+        }
+    ]
+    if others:
+        groups.append({"params": others, "lr": training_args.learning_rate, "weight_decay": training_args.weight_decay})
+    return optimizer_cls(groups, **{k: v for k, v in optimizer_kwargs.items() if k != "lr"})
+
+
+def compute_token_loss(outputs, labels, num_items_in_batch=None):
+    """One loss for both model types: token cross-entropy over the whole (accumulated, all-process) batch."""
+    return token_cross_entropy(outputs["logits"], labels, num_items_in_batch)
+
+
+def folder_bytes(path: str | os.PathLike, pattern: str = "*") -> int:
+    return sum(p.stat().st_size for p in Path(path).glob(pattern) if p.is_file())
+
+
+def dense_fp32_weights_bytes(model) -> int:
+    """Bytes of the weights file of the dense fp32 MarianMTModel of the same shape (measured by saving it)."""
+    dense = model.export_dense() if isinstance(model, SupermaskForConditionalGeneration) else model
+    with tempfile.TemporaryDirectory() as tmp:
+        dense.save_pretrained(tmp)
+        return folder_bytes(tmp, "*.safetensors")
+
+
+def run_translation(
+    model_args: ModelArguments,
+    data_args: DataTrainingArguments,
+    supermask_args: SupermaskArguments,
+    training_args: Seq2SeqTrainingArguments,
+) -> dict[str, Any]:
+    """Train, select on validation, report on test, and write the output folder. Returns the metrics."""
+    transformers.set_seed(training_args.seed)
+    is_supermask = model_args.model_type == "supermask"
+    if model_args.model_type not in MODEL_TYPES:
+        raise ValueError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}.")
+
+    # Data
+    raw = load_translation_dataset(
+        source_lang=data_args.source_lang,
+        target_lang=data_args.target_lang,
+        data_dir=data_args.data_dir,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        test_file=data_args.test_file,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        cache_dir=model_args.cache_dir,
+    )
+    raw = select_max_samples(raw, data_args.max_train_samples, data_args.max_eval_samples, data_args.max_predict_samples)
+
+    # Tokenizer and model
+    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
+    if tokenizer_source:
+        tokenizer = AutoTokenizer.from_pretrained(
+            tokenizer_source, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
+        )
+    else:
+        with training_args.main_process_first(desc="training the tokenizer"):
+            tokenizer = train_tokenizer_on_dataset(
+                raw,
+                data_args.source_lang,
+                data_args.target_lang,
+                vocab_size=data_args.tokenizer_vocab_size,
+                model_type=data_args.tokenizer_type,
+            )
+    if model_args.model_name_or_path:
+        model = build_model(model_args, None)
+        config = model.config
+    else:
+        config = build_config(model_args, supermask_args, tokenizer)
+        model = build_model(model_args, config)
+    if data_args.num_beams is not None:
+        model.generation_config.num_beams = data_args.num_beams
+    model.generation_config.max_length = data_args.max_target_length
+    if is_supermask:
+        # Only the main process's checkpoints matter, and every process regenerates the same weights:
+        # broadcasting the (large, frozen) random-weight buffers every step would be pure overhead.
+        if training_args.ddp_broadcast_buffers is None:
+            training_args.ddp_broadcast_buffers = False
+        logger.info(
+            "Supermask: %d maskable weights, %d trainable scores, weights sha256 %s",
+            sum(m.weight.numel() for m in model.masked_modules.values()),
+            sum(p.numel() for p in model.parameters() if p.requires_grad),
+            model.random_weights.fingerprint,
+        )
+    else:
+        model.accepts_loss_kwargs = False  # compute_token_loss receives num_items_in_batch instead
+
+    preprocess = make_preprocess_function(
+        tokenizer,
+        data_args.source_lang,
+        data_args.target_lang,
+        data_args.max_source_length,
+        data_args.max_target_length,
+        data_args.source_prefix,
+    )
+    with training_args.main_process_first(desc="tokenizing"):
+        tokenized = {
+            split: dataset.map(
+                preprocess,
+                batched=True,
+                num_proc=data_args.preprocessing_num_workers,
+                remove_columns=dataset.column_names,
+                desc=f"Tokenizing {split}",
+            )
+            for split, dataset in raw.items()
+        }
+    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    compute_metrics = make_compute_metrics(tokenizer) if training_args.predict_with_generate else None
+    optimizer = build_optimizer(model, training_args, supermask_args)
+    trainer = Seq2SeqTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=tokenized.get("train") if training_args.do_train else None,
+        eval_dataset=tokenized.get("validation"),
+        processing_class=tokenizer,
+        data_collator=collator,
+        compute_metrics=compute_metrics,
+        compute_loss_func=compute_token_loss,
+        optimizers=(optimizer, None),
+        callbacks=[SupermaskTrainingCallback()],
+    )
+
+    results: dict[str, Any] = {"model_type": model_args.model_type}
+    if training_args.do_train:
+        if is_supermask:
+            model.save_scores = True  # intermediate checkpoints keep what resuming needs
+        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        results.update(train_result.metrics)
+        results["train_wall_seconds"] = train_result.metrics.get("train_runtime")
+    model = trainer.model
+    if is_supermask:
+        model.save_scores = False  # the published folder is mask-only
+
+    output_dir = Path(training_args.output_dir)
+    if trainer.is_world_process_zero():
+        output_dir.mkdir(parents=True, exist_ok=True)
+        model.save_pretrained(output_dir)
+        tokenizer.save_pretrained(output_dir)
+    if training_args.do_eval and "validation" in tokenized:
+        results.update(trainer.evaluate(metric_key_prefix="eval"))
+    test_signature = None
+    if training_args.do_predict and "test" in tokenized:
+        prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
+        results.update(prediction.metrics)
+        if compute_metrics is not None:
+            test_signature = compute_metrics.last_result.get("bleu_signature")
+            results["test_bleu_signature"] = test_signature
+            results["test_chrf_signature"] = compute_metrics.last_result.get("chrf_signature")
+
+    if trainer.is_world_process_zero():
+        results["checkpoint_weights_bytes"] = folder_bytes(output_dir, "*.safetensors")
+        results["checkpoint_folder_bytes"] = folder_bytes(output_dir)
+        results["dense_fp32_weights_bytes"] = dense_fp32_weights_bytes(model)
+        if is_supermask:
+            maskable = sum(m.weight.numel() for m in model.masked_modules.values())
+            results["bits_per_maskable_weight"] = 8 * results["checkpoint_weights_bytes"] / maskable
+        _write_outputs(trainer, model, tokenizer, results, model_args, data_args, supermask_args, training_args)
+        results["examples"] = translate_examples(output_dir, raw.get("test"), data_args)
+    return results
+
+
+def translate_examples(output_dir, test_split, data_args: DataTrainingArguments) -> list[dict[str, str]]:
+    """A few test sentences translated through `pipeline("translation")` from the saved folder."""
+    if test_split is None or data_args.num_examples <= 0:
+        return []
+    from transformers import pipeline
+
+    rows = test_split.select(range(min(data_args.num_examples, len(test_split))))["translation"]
+    translator = pipeline("translation", model=str(output_dir), device="cpu")
+    sources = [row[data_args.source_lang] for row in rows]
+    outputs = translator(sources, batch_size=len(sources))
+    return [
+        {"source": row[data_args.source_lang], "reference": row[data_args.target_lang], "translation": out["translation_text"]}
+        for row, out in zip(rows, outputs)
+    ]
+
+
+def _write_outputs(trainer, model, tokenizer, results, model_args, data_args, supermask_args, training_args) -> None:
+    from .model_card import build_model_card, save_model_card
+    from .plotting import plot_training_curves
+
+    output_dir = Path(training_args.output_dir)
+    plot = plot_training_curves(trainer.state.log_history, output_dir / "training_curves.png", x="step")
+    with open(output_dir / "all_results.json", "w") as handle:
+        json.dump({k: v for k, v in results.items() if k != "examples"}, handle, indent=2, sort_keys=True)
+    with open(output_dir / "log_history.json", "w") as handle:
+        json.dump(trainer.state.log_history, handle, indent=1)
+    if not isinstance(model, SupermaskForConditionalGeneration):
+        return  # the dense baseline gets no supermask model card
+    hyperparameters = {
+        "learning_rate": training_args.learning_rate,
+        "score_learning_rate": supermask_args.score_learning_rate or training_args.learning_rate,
+        "per_device_train_batch_size": training_args.per_device_train_batch_size,
+        "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
+        "max_steps": trainer.state.max_steps,
+        "epochs": round(trainer.state.epoch or 0.0, 3),
+        "optimizer": str(training_args.optim),
+        "seed": training_args.seed,
+        "tokenizer": f"{data_args.tokenizer_type} {len(tokenizer)}",
+    }
+    card = build_model_card(
+        model_name=output_dir.name,
+        output_dir_or_repo_id=training_args.hub_model_id or output_dir.name,
+        source_lang=data_args.source_lang,
+        target_lang=data_args.target_lang,
+        test_bleu=results.get("test_bleu"),
+        test_chrf=results.get("test_chrf"),
+        bleu_signature=results.get("test_bleu_signature"),
+        chrf_signature=results.get("test_chrf_signature"),
+        hyperparameters=hyperparameters,
+        checkpoint_bytes=results.get("checkpoint_weights_bytes"),
+        dense_fp32_bytes=results.get("dense_fp32_weights_bytes"),
+        plot_filename=Path(plot).name,
+        base_config=model.config.to_dict(),
+    )
+    save_model_card(card, output_dir)
+
+
+def format_summary(results: dict[str, Any]) -> str:
+    """A short human summary of a run, for the end of the demo."""
+    lines = ["", "=" * 72, f"Model type: {results.get('model_type')}"]
+    if "test_bleu" in results:
+        lines.append(f"Test BLEU {results['test_bleu']:.2f}  chrF {results.get('test_chrf', float('nan')):.2f}"
+                     f"  ({results.get('test_bleu_signature', '')})")  # fmt: skip
+    if "checkpoint_weights_bytes" in results:
+        ours, dense = results["checkpoint_weights_bytes"], results["dense_fp32_weights_bytes"]
+        lines.append(
+            f"Weights file: {ours / 1024:.1f} KiB  vs dense fp32 of the same shape: {dense / 1024:.1f} KiB "
+            f"({dense / ours:.1f}x smaller)"
+        )
+        if "bits_per_maskable_weight" in results:
+            lines.append(f"Bits per maskable weight: {results['bits_per_maskable_weight']:.3f}")
+        lines.append(f"Whole output folder: {results['checkpoint_folder_bytes'] / 1024:.1f} KiB")
+    if results.get("train_wall_seconds"):
+        lines.append(f"Training wall time: {results['train_wall_seconds'] / 60:.1f} min")
+    for example in results.get("examples", []):
+        lines += ["", f"  source:      {example['source']}", f"  reference:   {example['reference']}",
+                  f"  translation: {example['translation']}"]  # fmt: skip
+    lines.append("=" * 72)
+    return "\n".join(lines)
+
+
+def parse_args(args: list[str] | None = None):
+    """Parse flags (or one JSON file) into the four argument dataclasses, like run_translation.py."""
+    import sys
+
+    from transformers import HfArgumentParser
+
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SupermaskArguments, Seq2SeqTrainingArguments))
+    args = sys.argv[1:] if args is None else args
+    if len(args) == 1 and args[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(args[0]))
+    return parser.parse_args_into_dataclasses(args=args)
+
+
+def main(args: list[str] | None = None) -> dict[str, Any]:
+    model_args, data_args, supermask_args, training_args = parse_args(args)
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        level=logging.INFO if training_args.should_log else logging.WARNING,
+    )
+    results = run_translation(model_args, data_args, supermask_args, training_args)
+    if training_args.should_log:
+        print(format_summary(results))
+    return results
+
+
+__all__ = [
+    "DataTrainingArguments",
+    "ModelArguments",
+    "SupermaskArguments",
+    "SupermaskTrainingCallback",
+    "build_config",
+    "build_model",
+    "build_optimizer",
+    "compute_token_loss",
+    "format_summary",
+    "main",
+    "parse_args",
+    "run_translation",
+]

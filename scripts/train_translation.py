@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""Train translation supermasks with Seq2SeqTrainer (flags as in transformers' run_translation.py).
+
+    python scripts/train_translation.py --output_dir outputs/en-de --do_train --do_eval --do_predict \
+        --predict_with_generate --config_overrides "d_model=256,encoder_layers=3,decoder_layers=3"
+
+Also takes one JSON file of arguments. `--model_type marian` trains a dense MarianMTModel of the same shape.
+Multi-process: `accelerate launch` or `torchrun --nproc_per_node N` in front of the same command.
+"""
+
+from hf_supermask.training import main
+
+
+if __name__ == "__main__":
+    main()
