@@ -250,8 +250,12 @@ def run_translation(
     data_args: DataTrainingArguments,
     supermask_args: SupermaskArguments,
     training_args: Seq2SeqTrainingArguments,
+    callbacks: list[TrainerCallback] | None = None,
 ) -> dict[str, Any]:
-    """Train, select on validation, report on test, and write the output folder. Returns the metrics."""
+    """Train, select on validation, report on test, and write the output folder. Returns the metrics.
+
+    `callbacks` are added to the Trainer's (e.g. early stopping, or an interruption in tests).
+    """
     transformers.set_seed(training_args.seed)
     is_supermask = model_args.model_type == "supermask"
     if model_args.model_type not in MODEL_TYPES:
@@ -341,7 +345,7 @@ def run_translation(
         compute_metrics=compute_metrics,
         compute_loss_func=compute_token_loss,
         optimizers=(optimizer, None),
-        callbacks=[SupermaskTrainingCallback()],
+        callbacks=[SupermaskTrainingCallback(), *(callbacks or [])],
     )
 
     results: dict[str, Any] = {"model_type": model_args.model_type}

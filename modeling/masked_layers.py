@@ -13,6 +13,7 @@ Layout (peft-style: the tiny trainable state next to a declared, regenerated bas
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -41,6 +42,12 @@ class SupermaskRandomWeights(nn.Module):
         # Rows set to zero after generation (the padding token's embedding, as the reference code does).
         self.padding_rows = dict(padding_rows or {})
         self.fingerprint: str | None = None
+        # Masks are cached (per tensor) until the scores change. Optimizers may change scores in place without
+        # bumping their version counters (fused kernels, `.data` updates), so every training forward also marks the
+        # scores as "may change before the next use": the next outermost forward (or save) starts a new epoch.
+        self.scores_epoch = 0
+        self._forward_depth = 0
+        self._scores_may_change = False
         for name, shape in self.shapes.items():
             self.register_buffer(name, torch.empty(shape), persistent=False)
 
@@ -63,6 +70,24 @@ class SupermaskRandomWeights(nn.Module):
             # copy_ (not reassignment): from_pretrained has already placed these buffers on their device and dtype.
             self._buffers[name].copy_(weight)
         return self.fingerprint
+
+    def begin_scores_use(self) -> None:
+        """Start a new scores epoch if a training step may have changed the scores since masks were cached."""
+        if self._forward_depth == 0 and self._scores_may_change:
+            self.scores_epoch += 1
+            self._scores_may_change = False
+
+    @contextlib.contextmanager
+    def forward_scope(self, training: bool):
+        """Wraps every model-level forward; only the outermost one counts (one top-k per tensor per step)."""
+        self.begin_scores_use()
+        self._forward_depth += 1
+        try:
+            yield
+        finally:
+            self._forward_depth -= 1
+            if self._forward_depth == 0 and training:
+                self._scores_may_change = True
 
     def initial_scores(self, name: str, shape: tuple[int, int]) -> torch.Tensor:
         return generate_initial_scores(self.seed, name, shape, self.score_init)
@@ -106,7 +131,7 @@ class MaskedWeight(nn.Module):
 
     def _scores_key(self) -> tuple:
         scores = self.scores
-        return (scores._version, scores.data_ptr(), scores.device, scores.dtype)
+        return (self._random_weights.scores_epoch, scores._version, scores.data_ptr(), scores.device, scores.dtype)
 
     def current_mask(self) -> torch.Tensor:
         """Boolean mask: the `num_kept` largest |scores|."""
@@ -198,6 +223,7 @@ class MaskedWeight(nn.Module):
     @torch.no_grad()
     def sync_packed_mask(self) -> None:
         """Write the current mask into the persistent `mask` buffer (what checkpoints store)."""
+        self._random_weights.begin_scores_use()
         if self.scores.device.type == "meta" or self._packed_key == self._scores_key():
             return
         self.mask.copy_(pack_mask(self.current_mask()).to(self.mask.device))

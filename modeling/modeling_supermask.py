@@ -14,6 +14,7 @@ scale, one embedding tied to the output projection), reusing Marian's attention 
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import math
 import os
@@ -92,6 +93,18 @@ def _masked_linear(random_weights, config, stack, layer_idx, path) -> MaskedLine
 def _plain_layer_norm(dim: int) -> nn.LayerNorm:
     # No affine parameters: nothing but masks is learned (the paper's setting). eps as in Marian.
     return nn.LayerNorm(dim, eps=1e-5, elementwise_affine=False)
+
+
+def _tracks_score_updates(forward):
+    """Run a model-level forward inside `random_weights.forward_scope`, so that cached masks are refreshed after
+    every training step (see `SupermaskRandomWeights.forward_scope`)."""
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        with self.random_weights.forward_scope(self.training and torch.is_grad_enabled()):
+            return forward(self, *args, **kwargs)
+
+    return wrapper
 
 
 class SupermaskAttention(MarianAttention):
@@ -207,6 +220,7 @@ class SupermaskEncoder(SupermaskPreTrainedModel):
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         # Owned by SupermaskModel; referenced here without registering a second copy in the state dict.
         object.__setattr__(self, "embed_tokens", embed_tokens)
+        object.__setattr__(self, "random_weights", random_weights)
         self.embed_positions = SupermaskSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
         self.layers = nn.ModuleList(
             [SupermaskEncoderLayer(config, random_weights, i) for i in range(config.encoder_layers)]
@@ -217,6 +231,7 @@ class SupermaskEncoder(SupermaskPreTrainedModel):
     def get_input_embeddings(self):
         return self.embed_tokens
 
+    @_tracks_score_updates
     @capture_outputs
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs) -> BaseModelOutput:
         if (input_ids is None) ^ (inputs_embeds is not None):
@@ -251,6 +266,7 @@ class SupermaskDecoder(SupermaskPreTrainedModel):
         self.layerdrop = config.decoder_layerdrop
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         object.__setattr__(self, "embed_tokens", embed_tokens)
+        object.__setattr__(self, "random_weights", random_weights)
         self.embed_positions = SupermaskSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
         self.layers = nn.ModuleList(
             [SupermaskDecoderLayer(config, random_weights, i) for i in range(config.decoder_layers)]
@@ -261,6 +277,7 @@ class SupermaskDecoder(SupermaskPreTrainedModel):
     def get_input_embeddings(self):
         return self.embed_tokens
 
+    @_tracks_score_updates
     @capture_outputs
     def forward(
         self,
@@ -344,6 +361,7 @@ class SupermaskModel(SupermaskPreTrainedModel):
     def get_encoder(self):
         return self.encoder
 
+    @_tracks_score_updates
     def forward(
         self,
         input_ids=None,
@@ -436,6 +454,7 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
     def random_weights(self) -> SupermaskRandomWeights:
         return self.model.random_weights
 
+    @_tracks_score_updates
     def forward(
         self,
         input_ids=None,

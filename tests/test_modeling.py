@@ -282,6 +282,25 @@ def test_fine_tuning_a_loaded_checkpoint_moves_masks_and_lowers_loss(checkpoint,
     assert model.random_weights.regenerate() == model.config.weights_sha256
 
 
+@pytest.mark.parametrize("fused", [False, True])
+def test_masks_follow_optimizer_steps_that_bypass_version_counters(fused):
+    """Fused optimizers update scores without bumping their version counters: cached masks must still refresh."""
+    model = SupermaskForConditionalGeneration(tiny_config())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.05, fused=fused)
+    ids = torch.tensor([[5, 6, 7, 0]])  # token ids only; no sentence pairs are involved
+    for _ in range(3):
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids, labels=ids)
+    for module in model.masked_modules.values():
+        fresh = torch.topk(module.scores.detach().abs().flatten(), module.num_kept).indices
+        assert module.current_mask().flatten()[fresh].all()
+
+
 def test_export_dense_is_a_stock_marian_model_with_equal_outputs(checkpoint, tiny_tokenizer, tmp_path):
     model, _ = checkpoint
     dense = model.export_dense()

@@ -1,0 +1,169 @@
+"""End-to-end training on a slice of Multi30k: output folder, model card, reload, exact resume, dense baseline."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+from safetensors import safe_open
+from transformers import AutoModelForSeq2SeqLM, TrainerCallback, pipeline
+
+from hf_supermask import SupermaskForConditionalGeneration
+from hf_supermask.training import SupermaskArguments, build_optimizer, parse_args, run_translation
+
+from conftest import DATA_DIR, read_lines
+
+
+SHAPE = (
+    "d_model=32,encoder_layers=2,decoder_layers=2,encoder_ffn_dim=64,decoder_ffn_dim=64,"
+    "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128"
+)
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, tiny_tokenizer):
+    path = tmp_path_factory.mktemp("tokenizer")
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+def _args(output_dir, tokenizer_dir, *extra):
+    return parse_args(
+        [
+            "--output_dir", str(output_dir), "--data_dir", str(DATA_DIR), "--tokenizer_name", str(tokenizer_dir),
+            "--config_overrides", SHAPE, "--max_train_samples", "160", "--max_eval_samples", "16",
+            "--max_predict_samples", "16", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
+            "--learning_rate", "5e-3", "--report_to", "none", "--logging_steps", "2", "--seed", "3",
+            "--max_target_length", "24", "--num_examples", "2", "--disable_tqdm", "true",
+            *extra,
+        ]
+    )  # fmt: skip
+
+
+def _run(output_dir, tokenizer_dir, *extra, callbacks=None):
+    return run_translation(*_args(output_dir, tokenizer_dir, *extra), callbacks=callbacks)
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tokenizer_dir):
+    output_dir = tmp_path_factory.mktemp("run") / "out"
+    results = _run(
+        output_dir, tokenizer_dir, "--do_train", "--do_eval", "--do_predict", "--predict_with_generate",
+        "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4", "--save_steps", "4",
+    )  # fmt: skip
+    return output_dir, results
+
+
+def test_output_folder_is_what_a_user_needs(trained):
+    output_dir, results = trained
+    files = {p.name for p in output_dir.iterdir()}
+    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
+                 "README.md", "training_curves.png", "modeling_supermask.py", "pipeline_translation.py"):  # fmt: skip
+        assert name in files, name
+    assert "training_args.bin" not in files and "optimizer.pt" not in files
+    with safe_open(output_dir / "model.safetensors", framework="pt") as reader:
+        assert {reader.get_slice(k).get_dtype() for k in reader.keys()} == {"U8"}
+    generation = json.loads((output_dir / "generation_config.json").read_text())
+    assert generation["max_length"] == 24 and generation["bad_words_ids"] == [[generation["pad_token_id"]]]
+    for key in ("test_bleu", "test_chrf", "eval_bleu", "checkpoint_weights_bytes", "dense_fp32_weights_bytes"):
+        assert key in results, key
+    assert results["dense_fp32_weights_bytes"] > 5 * results["checkpoint_weights_bytes"]
+    assert len(results["examples"]) == 2 and all(e["translation"] is not None for e in results["examples"])
+
+
+def test_intermediate_checkpoints_keep_scores_for_resuming(trained):
+    output_dir, _ = trained
+    checkpoint = output_dir / "checkpoint-4"
+    with safe_open(checkpoint / "model.safetensors", framework="pt") as reader:
+        kinds = {k.rsplit(".", 1)[-1]: reader.get_slice(k).get_dtype() for k in reader.keys()}
+    assert kinds == {"scores": "F32", "mask": "U8"}
+    assert (checkpoint / "optimizer.pt").exists() and (checkpoint / "rng_state.pth").exists()
+
+
+def test_model_card_metadata(trained):
+    output_dir, results = trained
+    text = (output_dir / "README.md").read_text()
+    metadata = yaml.safe_load(text.split("---")[1])
+    assert metadata["language"] == ["en", "de"] and metadata["pipeline_tag"] == "translation"
+    assert "supermask" in metadata["tags"] and metadata["library_name"] == "transformers"
+    values = {m["type"]: m["value"] for m in metadata["model-index"][0]["results"][0]["metrics"]}
+    assert values["bleu"] == pytest.approx(results["test_bleu"], abs=0.01)
+    assert values["chrf"] == pytest.approx(results["test_chrf"], abs=0.01)
+    assert "non-commercial" in text.lower() and "training_curves.png" in text
+
+
+def test_log_history_has_time_and_mask_changes(trained):
+    output_dir, _ = trained
+    history = json.loads((output_dir / "log_history.json").read_text())
+    evaluations = [entry for entry in history if "eval_bleu" in entry]
+    assert len(evaluations) >= 2
+    assert all("elapsed_seconds" in entry for entry in history)
+    assert all(0.0 <= e["eval_mask_changed_fraction"] <= 1.0 for e in evaluations)
+    assert evaluations[0]["eval_mask_changed_fraction"] > 0  # 4 steps at lr 5e-3 move some mask bits
+
+
+def test_reload_translates_identically(trained, tiny_tokenizer):
+    output_dir, results = trained
+    model = AutoModelForSeq2SeqLM.from_pretrained(output_dir)
+    assert isinstance(model, SupermaskForConditionalGeneration)
+    sources = [e["source"] for e in results["examples"]]
+    batch = tiny_tokenizer(sources, return_tensors="pt", padding=True)
+    expected = tiny_tokenizer.batch_decode(model.generate(**batch), skip_special_tokens=True)
+    assert [e["translation"] for e in results["examples"]] == expected
+    translator = pipeline("translation", model=str(output_dir))
+    assert [r["translation_text"] for r in translator(sources)] == expected
+
+
+class _Interrupt(TrainerCallback):
+    """Stops training after `step` steps, as a killed job would (its last checkpoint is what remains)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step >= self.step:
+            control.should_training_stop = True
+            control.should_save = True
+
+
+def _masks(output_dir):
+    model = AutoModelForSeq2SeqLM.from_pretrained(output_dir)
+    return {name: m.current_mask() for name, m in model.masked_modules.items()}
+
+
+def test_interrupted_and_resumed_run_ends_with_identical_masks(tmp_path, tokenizer_dir):
+    common = ("--do_train", "--max_steps", "8", "--save_steps", "4")  # dropout stays on (0.1): RNG state resumes too
+    _run(tmp_path / "straight", tokenizer_dir, *common)
+    _run(tmp_path / "resumed", tokenizer_dir, *common, callbacks=[_Interrupt(4)])
+    assert (tmp_path / "resumed" / "checkpoint-4").exists()
+    _run(tmp_path / "resumed", tokenizer_dir, *common, "--resume_from_checkpoint", str(tmp_path / "resumed" / "checkpoint-4"))
+    straight, resumed = _masks(tmp_path / "straight"), _masks(tmp_path / "resumed")
+    interrupted_at_4 = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "resumed" / "checkpoint-4")
+    assert any(not torch.equal(m.current_mask(), straight[n]) for n, m in interrupted_at_4.masked_modules.items())
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+
+
+def test_dense_marian_baseline_runs_with_the_same_pipeline(tmp_path, tokenizer_dir):
+    results = _run(
+        tmp_path / "marian", tokenizer_dir, "--model_type", "marian", "--do_train", "--do_predict",
+        "--predict_with_generate", "--max_steps", "4",
+    )  # fmt: skip
+    assert results["model_type"] == "marian" and "test_bleu" in results
+    model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "marian")
+    assert type(model).__name__ == "MarianMTModel" and model.config.d_model == 32
+    assert results["checkpoint_weights_bytes"] == results["dense_fp32_weights_bytes"]
+
+
+def test_scores_get_their_own_learning_rate(tokenizer_dir, tmp_path):
+    model_args, data_args, _, training_args = _args(tmp_path, tokenizer_dir, "--learning_rate", "1e-4")
+    from hf_supermask import SupermaskForConditionalGeneration as Model
+    from conftest import tiny_config
+
+    model = Model(tiny_config())
+    optimizer = build_optimizer(model, training_args, SupermaskArguments(score_learning_rate=0.02, score_weight_decay=0.0))
+    assert [group["lr"] for group in optimizer.param_groups] == [0.02]
+    assert optimizer.param_groups[0]["weight_decay"] == 0.0
+    assert len(optimizer.param_groups[0]["params"]) == len(model.masked_modules)
+    assert build_optimizer(model, training_args, SupermaskArguments()) is None  # the Trainer's own optimizer
