@@ -469,15 +469,24 @@ def format_summary(results: dict[str, Any]) -> str:
 
 
 def parse_args(args: list[str] | None = None):
-    """Parse flags (or one JSON file) into the four argument dataclasses, like run_translation.py."""
+    """Parse flags into the four argument dataclasses, like run_translation.py.
+
+    The first argument may be a JSON file of arguments; flags after it override its values
+    (`train_translation.py scripts/demo.json --max_steps 20`).
+    """
     import sys
 
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SupermaskArguments, Seq2SeqTrainingArguments))
-    args = sys.argv[1:] if args is None else args
-    if len(args) == 1 and args[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(args[0]))
+    args = list(sys.argv[1:] if args is None else args)
+    if args and args[0].endswith(".json"):
+        with open(args[0]) as handle:
+            from_file = json.load(handle)
+        flags = []
+        for key, value in from_file.items():
+            flags += [f"--{key}", json.dumps(value) if isinstance(value, (bool, dict, list)) else str(value)]
+        args = flags + args[1:]
     return parser.parse_args_into_dataclasses(args=args)
 
 

@@ -167,3 +167,30 @@ def test_scores_get_their_own_learning_rate(tokenizer_dir, tmp_path):
     assert optimizer.param_groups[0]["weight_decay"] == 0.0
     assert len(optimizer.param_groups[0]["params"]) == len(model.masked_modules)
     assert build_optimizer(model, training_args, SupermaskArguments()) is None  # the Trainer's own optimizer
+
+
+def test_command_line_translate_and_export(trained, tmp_path):
+    import subprocess
+    import sys
+
+    from transformers import MarianMTModel
+
+    from hf_supermask.cli import main as cli_main
+    from hf_supermask.export import export_dense_folder
+
+    output_dir, results = trained
+    source = results["examples"][0]["source"]
+    expected = pipeline("translation", model=str(output_dir))(source, num_beams=2)[0]["translation_text"]
+    completed = subprocess.run(
+        [sys.executable, "-m", "hf_supermask", "translate", str(output_dir), source, "--num_beams", "2"],
+        capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert completed.stdout.rstrip("\n").split("\n")[-1] == expected
+
+    cli_main(["export-dense", str(output_dir), str(tmp_path / "dense")])
+    dense = MarianMTModel.from_pretrained(tmp_path / "dense")
+    dense_translator = pipeline("translation", model=str(tmp_path / "dense"))
+    assert dense_translator(source, num_beams=2)[0]["translation_text"] == expected
+    with pytest.raises(ValueError, match="not a supermask"):
+        export_dense_folder(tmp_path / "dense", tmp_path / "again")
+    assert dense.config.model_type == "marian"
