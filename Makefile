@@ -27,7 +27,7 @@ test-all: $(STAMP)
 
 ## The main job: train a small supermask model on Multi30k en->de, report test BLEU, translate.
 demo: $(STAMP)
-	$(OFFLINE) $(BIN)/python scripts/demo.py
+	$(OFFLINE) $(BIN)/python scripts/train_translation.py scripts/demo.json
 
 clean:
 	rm -rf $(VENV) outputs
