@@ -207,6 +207,20 @@ def build_model(model_args: ModelArguments, config: SupermaskConfig):
     return SupermaskForConditionalGeneration(config)
 
 
+def check_same_weights_on_all_ranks(model) -> None:
+    """Every process regenerates the random weights from the seed instead of receiving them: make sure they agree."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return
+    fingerprints = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(fingerprints, model.random_weights.fingerprint)
+    if len(set(fingerprints)) != 1:
+        raise RuntimeError(
+            f"The processes regenerated different random weights (sha256 per rank: {fingerprints}). Every rank must "
+            "run the same hf_supermask version with the same config (seed, weight_init, shape)."
+        )
+    logger.info("All %d processes hold the same random weights (sha256 %s).", len(fingerprints), fingerprints[0])
+
+
 def build_optimizer(model, training_args: Seq2SeqTrainingArguments, supermask_args: SupermaskArguments):
     """The Trainer's optimizer class and settings, with the scores in their own parameter group when asked to."""
     if supermask_args.score_learning_rate is None and supermask_args.score_weight_decay is None:
@@ -304,6 +318,8 @@ def run_translation(
         # broadcasting the (large, frozen) random-weight buffers every step would be pure overhead.
         if training_args.ddp_broadcast_buffers is None:
             training_args.ddp_broadcast_buffers = False
+        if training_args.ddp_find_unused_parameters is None:
+            training_args.ddp_find_unused_parameters = False  # every score is used in every forward
         logger.info(
             "Supermask: %d maskable weights, %d trainable scores, weights sha256 %s",
             sum(m.weight.numel() for m in model.masked_modules.values()),
@@ -347,6 +363,9 @@ def run_translation(
         optimizers=(optimizer, None),
         callbacks=[SupermaskTrainingCallback(), *(callbacks or [])],
     )
+
+    if is_supermask:
+        check_same_weights_on_all_ranks(model)
 
     results: dict[str, Any] = {"model_type": model_args.model_type}
     if training_args.do_train:
@@ -478,6 +497,10 @@ def parse_args(args: list[str] | None = None):
 
     from transformers import HfArgumentParser
 
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        # Launched by torchrun on a machine without GPUs: transformers only sets up CPU (gloo) DDP when told to use the
+        # CPU; otherwise every process would silently train its own model.
+        os.environ.setdefault("ACCELERATE_USE_CPU", "true")
     parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SupermaskArguments, Seq2SeqTrainingArguments))
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0].endswith(".json"):
@@ -510,6 +533,7 @@ __all__ = [
     "build_config",
     "build_model",
     "build_optimizer",
+    "check_same_weights_on_all_ranks",
     "compute_token_loss",
     "format_summary",
     "main",
