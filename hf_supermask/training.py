@@ -108,6 +108,10 @@ class SupermaskArguments:
     score_init: str | None = field(default=None, metadata={"help": "kaiming_uniform | constant"})
     share_layers: bool | None = field(default=None, metadata={"help": "One random layer per stack (the paper's model)."})
     scale_fan: bool | None = field(default=None, metadata={"help": "Scale fans by density (edge-popup --scale-fan)."})
+    embedding_source: str | None = field(
+        default=None, metadata={"help": "Take the embedding from this checkpoint (fixed, unmasked by default)."}
+    )
+    mask_embedding: bool | None = field(default=None, metadata={"help": "Mask (and learn) the embedding too."})
     score_learning_rate: float | None = field(
         default=None, metadata={"help": "Learning rate of the scores (default: --learning_rate)."}
     )

@@ -110,6 +110,16 @@ class SupermaskConfig(PreTrainedConfig):
         weights_sha256 (`str`, *optional*):
             sha256 fingerprint of the regenerated float32 random weights, written by `save_pretrained` and checked by
             `from_pretrained`: a mismatch means the masks would be applied to different weights, and is refused.
+        embedding_source (`str`, *optional*):
+            The paper's "fixed pre-trained embedding": a checkpoint folder or Hub repo id whose `model.safetensors`
+            holds a `[vocab_size, d_model]` embedding (`model.shared.weight`, as a MarianMTModel saves it) used instead
+            of a random one. The checkpoint stays mask-only: `from_pretrained` loads the embedding from this source.
+        embedding_sha256 (`str`, *optional*):
+            sha256 of the source embedding (float32), recorded when it is first loaded; a source whose embedding has
+            changed since is refused.
+        mask_embedding (`bool`, *optional*):
+            Whether the embedding is masked (at `density`) and its mask learned. Defaults to `True` for a random
+            embedding and `False` for an `embedding_source` (kept whole and fixed, as in the paper).
         masks_sha256 (`str`, *optional*):
             sha256 of the packed masks, written by `save_pretrained` and checked by `from_pretrained`, so that a
             corrupted mask file is refused rather than loaded.
@@ -165,6 +175,9 @@ class SupermaskConfig(PreTrainedConfig):
     share_layers: bool = True
     generator_version: int = GENERATOR_VERSION
     weights_sha256: str | None = None
+    embedding_source: str | None = None
+    embedding_sha256: str | None = None
+    mask_embedding: bool | None = None
     masks_sha256: str | None = None
 
     def __post_init__(self, **kwargs):
@@ -172,6 +185,8 @@ class SupermaskConfig(PreTrainedConfig):
             self.pad_token_id = self.vocab_size - 1
         if self.decoder_start_token_id is None:
             self.decoder_start_token_id = self.pad_token_id
+        if self.mask_embedding is None:
+            self.mask_embedding = self.embedding_source is None
         # Checked here rather than in a `@strict` class validator, which would wrap the ValueError in its own type.
         self.validate_supermask_fields()
         super().__post_init__(**kwargs)

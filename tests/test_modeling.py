@@ -397,3 +397,28 @@ def test_ctranslate2_serves_the_export_unchanged(checkpoint, tiny_tokenizer, tmp
     for result, row in zip(results, ours):
         expected = tiny_tokenizer.convert_ids_to_tokens([t for t in row[1:].tolist() if t not in (0, model.config.pad_token_id)])
         assert result.hypotheses[0] == expected
+
+
+def test_fixed_embedding_from_another_checkpoint(tmp_path):
+    """The paper's fixed pre-trained embedding: referenced by path + sha256, never stored in the mask-only checkpoint."""
+    from hf_supermask.modeling.modeling_supermask import marian_config_for
+
+    dense = MarianMTModel(marian_config_for(tiny_config()))
+    dense.save_pretrained(tmp_path / "dense")
+    model = SupermaskForConditionalGeneration(tiny_config(embedding_source=str(tmp_path / "dense")))
+    shared = model.model.shared
+    assert model.config.mask_embedding is False and not shared.scores.requires_grad
+    assert shared.num_kept == shared.weight.numel()  # kept whole
+    assert torch.equal(shared.weight[:-1], dense.model.shared.weight[:-1])
+    model.save_pretrained(tmp_path / "masks")
+    with safe_open(tmp_path / "masks" / "model.safetensors", framework="pt") as reader:
+        assert {reader.get_slice(k).get_dtype() for k in reader.keys()} == {"U8"}
+    config = json.loads((tmp_path / "masks" / "config.json").read_text())
+    assert config["embedding_source"] == str(tmp_path / "dense") and len(config["embedding_sha256"]) == 64
+    loaded = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "masks")
+    assert torch.equal(loaded.model.shared.weight, shared.weight) and not loaded.model.shared.scores.requires_grad
+    tensors = load_file(tmp_path / "dense" / "model.safetensors")
+    tensors["model.shared.weight"][3, 3] += 1.0
+    save_file(tensors, tmp_path / "dense" / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ValueError, match="embedding_sha256"):
+        AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "masks")

@@ -1,0 +1,237 @@
+# Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
+"""The BLEU study: dense Marian vs supermask variants on Multi30k en->de, one shape and one budget for every row.
+
+Resumable row by row: each finished row writes `<results_dir>/<row>.json` (metrics, curve, timing), which later runs
+skip; the table (`results.md`) and the chart (`bleu_curves.png`) are rebuilt from whatever rows exist. Checkpoints go
+to `<output_dir>` (keep it out of git; the fixed-embedding row reads the dense row's folder from there).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .training import parse_args, run_translation
+
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class StudyArguments:
+    output_dir: str = field(default="outputs/bleu_study", metadata={"help": "Checkpoints (not committed)."})
+    results_dir: str = field(default="benchmarks/bleu_study", metadata={"help": "Row JSONs, table, chart (committed)."})
+    rows: str = field(default="dense,supermask,supermask_fixed_embedding", metadata={"help": "Comma-separated rows."})
+    data_dir: str | None = field(default=None, metadata={"help": "Folder of split.lang files (default: Multi30k)."})
+    shape: str = field(
+        default="d_model=256,encoder_layers=3,decoder_layers=3,encoder_ffn_dim=1024,decoder_ffn_dim=1024,"
+        "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=256",
+        metadata={"help": "Config overrides shared by every row."},
+    )
+    max_steps: int = field(default=1500, metadata={"help": "Updates per row (the same budget for every row)."})
+    batch_size: int = field(default=64, metadata={"help": "Sentence pairs per update."})
+    eval_steps: int = field(default=250, metadata={"help": "Validation BLEU every N updates (the curve)."})
+    max_eval_samples: int = field(default=300, metadata={"help": "Validation pairs for the curve (greedy)."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Test pairs (default: all 1000)."})
+    num_beams: int = field(default=5, metadata={"help": "Beams for the reported test scores."})
+    vocab_size: int = field(default=8000, metadata={"help": "Joint BPE vocabulary, shared by every row."})
+    threads: int = field(default=1, metadata={"help": "torch threads (run two rows side by side with 1 each)."})
+    lr_candidates: str = field(default="", metadata={"help": "Per-row learning rates to probe on validation, e.g. "
+                               "'dense=5e-4,1e-3;supermask=5e-4,1e-3'; empty: use each row's default."})  # fmt: skip
+    probe_steps: int = field(default=200, metadata={"help": "Updates per learning-rate probe."})
+    smoke: bool = field(default=False, metadata={"help": "Tiny shape, a few steps: checks the pipeline only."})
+
+
+# Each row: model type, config overrides, default learning rate (Adam; edge-popup scores prefer smaller rates:
+# large ones churn the whole mask within a few steps).
+ROWS: dict[str, dict[str, Any]] = {
+    "dense": {"model_type": "marian", "overrides": "", "learning_rate": 1e-3},
+    "supermask": {"model_type": "supermask", "overrides": "share_layers=True", "learning_rate": 5e-4},
+    "supermask_fixed_embedding": {
+        "model_type": "supermask",
+        "overrides": "share_layers=True",
+        "learning_rate": 5e-4,
+        "embedding_from": "dense",
+    },
+    "supermask_unshared": {"model_type": "supermask", "overrides": "share_layers=False", "learning_rate": 5e-4},
+    "supermask_signed_constant": {
+        "model_type": "supermask",
+        "overrides": "share_layers=True,weight_init=signed_constant",
+        "learning_rate": 5e-4,
+    },
+}
+
+
+def _row_flags(study: StudyArguments, row: str, output_dir: Path, tokenizer_dir: Path, learning_rate: float,
+               max_steps: int, final: bool) -> list[str]:  # fmt: skip
+    spec = ROWS[row]
+    overrides = ",".join(part for part in (study.shape, spec["overrides"], "dropout=0.1") if part)
+    flags = [
+        "--output_dir", str(output_dir), "--model_type", spec["model_type"], "--tokenizer_name", str(tokenizer_dir),
+        "--config_overrides", overrides, "--max_steps", str(max_steps),
+        "--per_device_train_batch_size", str(study.batch_size), "--per_device_eval_batch_size", "64",
+        "--learning_rate", str(learning_rate), "--warmup_steps", str(min(100, max_steps // 10)),
+        "--do_train", "--do_eval", "--predict_with_generate", "--eval_strategy", "steps",
+        "--eval_steps", str(study.eval_steps if final else max_steps), "--save_strategy", "no",
+        "--logging_steps", str(max(1, study.eval_steps // 5)), "--max_eval_samples", str(study.max_eval_samples),
+        "--max_source_length", "64", "--max_target_length", "64", "--seed", "42", "--report_to", "none",
+        "--disable_tqdm", "true", "--num_examples", "0", "--num_beams", "1",
+    ]  # fmt: skip
+    if study.data_dir:
+        flags += ["--data_dir", study.data_dir]
+    if final:
+        flags += ["--do_predict"]
+        if study.max_predict_samples is not None:
+            flags += ["--max_predict_samples", str(study.max_predict_samples)]
+    if "embedding_from" in spec:
+        source = Path(study.output_dir) / spec["embedding_from"]
+        if not (source / "model.safetensors").exists():
+            raise FileNotFoundError(
+                f"Row {row!r} takes its fixed embedding from row {spec['embedding_from']!r}, whose checkpoint is not in "
+                f"{source}. Run that row first (in the same --output_dir)."
+            )
+        flags += ["--embedding_source", str(source.resolve())]
+    return flags
+
+
+def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tuple[float, dict[str, float]]:
+    """The row's learning rate: its default, or the best validation loss among the candidates after a short probe."""
+    candidates = {}
+    for part in filter(None, study.lr_candidates.split(";")):
+        name, values = part.split("=")
+        candidates[name.strip()] = [float(v) for v in values.split(",")]
+    if row not in candidates:
+        return ROWS[row]["learning_rate"], {}
+    probes = {}
+    for rate in candidates[row]:
+        out = Path(study.output_dir) / "probes" / f"{row}-lr{rate:g}"
+        flags = _row_flags(study, row, out, tokenizer_dir, rate, study.probe_steps, final=False)
+        probes[f"{rate:g}"] = run_translation(*parse_args(flags))["eval_loss"]
+    best = min(probes, key=probes.get)
+    return float(best), probes
+
+
+def _shared_tokenizer(study: StudyArguments) -> Path:
+    from .data import load_translation_dataset
+    from .tokenization import train_tokenizer_on_dataset
+
+    path = Path(study.output_dir) / "tokenizer"
+    if not (path / "tokenizer.json").exists():
+        raw = load_translation_dataset("en", "de", data_dir=study.data_dir)
+        train_tokenizer_on_dataset(raw, "en", "de", vocab_size=study.vocab_size).save_pretrained(path)
+    return path
+
+
+def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, Any]:
+    started = time.time()
+    learning_rate, probes = _learning_rate(study, row, tokenizer_dir)
+    output_dir = Path(study.output_dir) / row
+    flags = _row_flags(study, row, output_dir, tokenizer_dir, learning_rate, study.max_steps, final=True)
+    flags[flags.index("--num_beams") + 1] = str(study.num_beams)  # report with beams; the curve stays greedy
+    results = run_translation(*parse_args(flags))
+    history = json.loads((output_dir / "log_history.json").read_text())
+    return {
+        "row": row,
+        "model_type": ROWS[row]["model_type"],
+        "learning_rate": learning_rate,
+        "learning_rate_probes": probes,
+        "max_steps": study.max_steps,
+        "batch_size": study.batch_size,
+        "shape": study.shape,
+        "test_bleu": results.get("test_bleu"),
+        "test_chrf": results.get("test_chrf"),
+        "bleu_signature": results.get("test_bleu_signature"),
+        "checkpoint_weights_bytes": results.get("checkpoint_weights_bytes"),
+        "checkpoint_folder_bytes": results.get("checkpoint_folder_bytes"),
+        "train_wall_seconds": results.get("train_runtime"),
+        "row_wall_seconds": time.time() - started,
+        "curve": [
+            {"step": e["step"], "elapsed_seconds": e.get("elapsed_seconds"), "eval_bleu": e["eval_bleu"]}
+            for e in history
+            if "eval_bleu" in e
+        ],
+        "command": "python scripts/bleu_study.py " + " ".join(f"--{k} {v}" for k, v in vars(study).items() if v),
+    }
+
+
+def write_report(results_dir: Path) -> str:
+    """Rebuild the markdown table and the chart from the finished rows' JSON files."""
+    rows = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
+    reference = rows.get("dense", {}).get("test_bleu")
+    lines = [
+        "| row | test BLEU | chrF | BLEU / dense | weights file | train time | lr |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name in [r for r in ROWS if r in rows]:
+        row = rows[name]
+        ratio = f"{row['test_bleu'] / reference:.2f}" if reference else "n/a"
+        lines.append(
+            f"| {name} | {row['test_bleu']:.2f} | {row['test_chrf']:.2f} | {ratio} | "
+            f"{row['checkpoint_weights_bytes'] / 2**20:.2f} MiB | {row['train_wall_seconds'] / 60:.1f} min | "
+            f"{row['learning_rate']:g} |"
+        )
+    table = "\n".join(lines)
+    (results_dir / "results.md").write_text(table + "\n")
+    if rows:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+
+        figure = Figure(figsize=(7, 4))
+        FigureCanvasAgg(figure)
+        axes = figure.add_subplot()
+        for name, row in rows.items():
+            points = [(p["elapsed_seconds"] / 60, p["eval_bleu"]) for p in row["curve"] if p["elapsed_seconds"]]
+            if points:
+                axes.plot(*zip(*points), marker="o", label=name)
+        axes.set_xlabel("training time (min, 1 thread)")
+        axes.set_ylabel("validation BLEU (greedy)")
+        axes.set_title("Multi30k en-de: validation BLEU against training time")
+        axes.grid(alpha=0.3)
+        axes.legend()
+        figure.tight_layout()
+        figure.savefig(results_dir / "bleu_curves.png", dpi=110)
+    return table
+
+
+def run_study(study: StudyArguments) -> str:
+    torch.set_num_threads(study.threads)
+    if study.smoke:
+        study.shape = ("d_model=32,encoder_layers=2,decoder_layers=2,encoder_ffn_dim=64,decoder_ffn_dim=64,"
+                       "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128")  # fmt: skip
+        study.max_steps, study.eval_steps, study.batch_size = 4, 2, 8
+        study.max_eval_samples, study.max_predict_samples, study.num_beams, study.probe_steps = 8, 8, 2, 2
+        study.vocab_size = min(study.vocab_size, 1000)
+    results_dir = Path(study.results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    tokenizer_dir = _shared_tokenizer(study)
+    for row in [r.strip() for r in study.rows.split(",") if r.strip()]:
+        if row not in ROWS:
+            raise ValueError(f"Unknown row {row!r}; rows are {list(ROWS)}.")
+        target = results_dir / f"{row}.json"
+        if target.exists():
+            logger.info("Row %s already done (%s); skipping.", row, target)
+            continue
+        result = run_row(study, row, tokenizer_dir)
+        target.write_text(json.dumps(result, indent=1))
+        logger.info("Row %s: test BLEU %.2f", row, result["test_bleu"])
+    return write_report(results_dir)
+
+
+def main(args: list[str] | None = None) -> str:
+    from transformers import HfArgumentParser
+
+    logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
+    (study,) = HfArgumentParser(StudyArguments).parse_args_into_dataclasses(args=args)
+    table = run_study(study)
+    print(table)
+    return table
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -1,0 +1,26 @@
+"""Smoke mode of the BLEU study (tiny shape, a few steps), so that the long script cannot rot."""
+
+from __future__ import annotations
+
+import json
+
+from hf_supermask.study import main
+
+from conftest import DATA_DIR
+
+
+def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
+    flags = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "out"),
+             "--results_dir", str(tmp_path / "results"), "--rows", "dense,supermask,supermask_fixed_embedding",
+             "--lr_candidates", "supermask=5e-4,5e-3"]  # fmt: skip
+    table = main(flags)
+    rows = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")}
+    assert set(rows) == {"dense", "supermask", "supermask_fixed_embedding"}
+    for row in rows.values():
+        assert row["test_bleu"] is not None and row["curve"] and row["checkpoint_weights_bytes"] > 0
+    assert set(rows["supermask"]["learning_rate_probes"]) == {"0.0005", "0.005"}
+    assert "supermask_fixed_embedding" in table and (tmp_path / "results" / "bleu_curves.png").stat().st_size > 0
+    # a second run resumes: nothing is retrained
+    before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+    main(flags)
+    assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
