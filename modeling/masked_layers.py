@@ -16,11 +16,12 @@ from __future__ import annotations
 import contextlib
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .binarizers import StraightThroughMask, num_kept, pack_mask, packed_size, scores_for_mask, topk_mask, unpack_mask
+from .binarizers import MaskedWeightProduct, num_kept, pack_mask, packed_size, scores_for_mask, topk_mask, unpack_mask
 from .random_weights import fingerprint, generate_initial_scores, generate_weight
 
 
@@ -31,7 +32,13 @@ class SupermaskRandomWeights(nn.Module):
     "encoder/layers/3/self_attn/q_proj" when they do not), so the name of a tensor is also its random stream.
     """
 
-    def __init__(self, config, shapes: dict[str, tuple[int, int]], padding_rows: dict[str, int] | None = None):
+    def __init__(
+        self,
+        config,
+        shapes: dict[str, tuple[int, int]],
+        padding_rows: dict[str, int] | None = None,
+        external: dict[str, tuple[str, str | None]] | None = None,
+    ):
         super().__init__()
         self.seed = config.seed
         self.weight_init = config.weight_init
@@ -41,11 +48,16 @@ class SupermaskRandomWeights(nn.Module):
         self.shapes = dict(shapes)
         # Rows set to zero after generation (the padding token's embedding, as the reference code does).
         self.padding_rows = dict(padding_rows or {})
+        # Tensors taken from another checkpoint instead of generated: {name: (source, expected sha256 or None)}.
+        self.external = dict(external or {})
+        self.external_sha256: dict[str, str] = {}
         self.fingerprint: str | None = None
         # Masks are cached (per tensor) until the scores change. Optimizers may change scores in place without
         # bumping their version counters (fused kernels, `.data` updates), so every training forward also marks the
         # scores as "may change before the next use": the next outermost forward (or save) starts a new epoch.
         self.scores_epoch = 0
+        # Set by `save_pretrained` while it writes a mask-only checkpoint (no need to materialize deferred scores).
+        self.saving_masks_only = False
         self._forward_depth = 0
         self._scores_may_change = False
         for name, shape in self.shapes.items():
@@ -55,8 +67,12 @@ class SupermaskRandomWeights(nn.Module):
         return self._buffers[name]
 
     def generate(self, name: str) -> torch.Tensor:
-        """The float32 tensor `name`, exactly as every process regenerates it."""
-        weight = generate_weight(self.seed, name, self.shapes[name], self.weight_init, self.density, self.scale_fan)
+        """The float32 tensor `name`, exactly as every process regenerates it (or loads it, for an external one)."""
+        if name in self.external:
+            weight = load_external_tensor(*self.external[name], self.shapes[name])
+            self.external_sha256[name] = tensor_sha256(weight)
+        else:
+            weight = generate_weight(self.seed, name, self.shapes[name], self.weight_init, self.density, self.scale_fan)
         if name in self.padding_rows:
             weight[self.padding_rows[name]] = 0.0
         return weight
@@ -96,6 +112,39 @@ class SupermaskRandomWeights(nn.Module):
         return f"seed={self.seed}, weight_init={self.weight_init!r}, tensors={len(self.shapes)}"
 
 
+EXTERNAL_EMBEDDING_KEYS = ("model.shared.weight", "model.encoder.embed_tokens.weight", "shared.weight")
+
+
+def tensor_sha256(tensor: torch.Tensor) -> str:
+    """sha256 of a tensor's little-endian float32 bytes."""
+    import hashlib
+
+    return hashlib.sha256(tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes()).hexdigest()
+
+
+def load_external_tensor(source: str, expected_sha256: str | None, shape: tuple[int, int]) -> torch.Tensor:
+    """The embedding of the checkpoint `source` (folder or Hub repo id), refusing a shape or sha256 mismatch."""
+    from safetensors import safe_open
+    from transformers.utils import SAFE_WEIGHTS_NAME, cached_file
+
+    path = cached_file(source, SAFE_WEIGHTS_NAME)
+    with safe_open(path, framework="pt") as reader:
+        key = next((k for k in EXTERNAL_EMBEDDING_KEYS if k in reader.keys()), None)
+        if key is None:
+            raise ValueError(f"{path} holds no embedding (looked for {EXTERNAL_EMBEDDING_KEYS}).")
+        tensor = reader.get_tensor(key).to(torch.float32)
+    if tuple(tensor.shape) != tuple(shape):
+        raise ValueError(f"The embedding of {source} has shape {list(tensor.shape)}, but this config needs {list(shape)}.")
+    actual = tensor_sha256(tensor)
+    if expected_sha256 is not None and actual != expected_sha256:
+        raise ValueError(
+            f"The embedding of {source} has sha256 {actual}, but this checkpoint's masks were found with an embedding "
+            f"of sha256 {expected_sha256} (`embedding_sha256`): the source changed. Point `embedding_source` at the "
+            "original embedding (pin a Hub revision)."
+        )
+    return tensor.clone()
+
+
 class MaskedWeight(nn.Module):
     """One frozen random weight, its trainable scores and its binary mask.
 
@@ -122,6 +171,8 @@ class MaskedWeight(nn.Module):
         self._packed_key: tuple | None = None
         self._dense: torch.Tensor | None = None
         self._dense_key: tuple | None = None
+        # True while `scores` hold the placeholder of a loaded mask (see `load_packed_mask(defer_scores=True)`).
+        self._scores_pending = False
         self.register_state_dict_pre_hook(_pack_mask_before_state_dict)
 
     @property
@@ -144,7 +195,9 @@ class MaskedWeight(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         weight = self.weight
         if self.training and torch.is_grad_enabled() and self.scores.requires_grad:
-            return weight * StraightThroughMask.apply(self.scores.abs(), self.current_mask())
+            if self._scores_pending:
+                self.materialize_scores()
+            return MaskedWeightProduct.apply(self.scores, weight, self.current_mask())
         key = (self._scores_key(), weight._version, weight.data_ptr(), weight.dtype)
         if self._dense_key != key:
             with torch.no_grad():
@@ -154,6 +207,8 @@ class MaskedWeight(nn.Module):
 
     def train(self, mode: bool = True):
         self._dense, self._dense_key = None, None
+        if mode:
+            self.materialize_scores()
         return super().train(mode)
 
     def _apply(self, fn, recurse=True):
@@ -171,24 +226,50 @@ class MaskedWeight(nn.Module):
     def reset_scores(self) -> None:
         """Initial scores from the seed (not from the training seed), and the mask they select."""
         self.scores.copy_(self._random_weights.initial_scores(self.score_name, self.shape))
+        self._scores_pending = False
 
     @torch.no_grad()
-    def load_packed_mask(self, packed: torch.Tensor | None = None, prefix: str = "") -> None:
+    def load_packed_mask(self, packed: torch.Tensor | None = None, prefix: str = "", defer_scores: bool = False) -> None:
         """Adopt a packed mask (default: the `mask` buffer) and rebuild scores whose top-k is exactly that mask.
 
         Refuses a mask of the wrong type, size or number of kept entries: a checkpoint is never silently
         loaded with a mask other than the one that was saved.
+
+        `defer_scores` (what `from_pretrained` does): inference needs the mask only, and rebuilding the scores
+        (seed-derived initial scores and a sort, `scores_for_mask`) costs more than everything else loading does.
+        The scores are then set to the mask itself (1.0 kept, 0.0 dropped: the same top-k, without ties) and
+        replaced by the rebuilt ones on first need: `train()`, a training forward, or a `state_dict()` that keeps
+        scores (see `materialize_scores`).
         """
         packed = self.mask if packed is None else packed
         mask = self._check_packed(packed, prefix)
-        initial = self._random_weights.initial_scores(self.score_name, self.shape)
-        self.scores.copy_(scores_for_mask(initial, mask))
+        if defer_scores:
+            self.scores.copy_(mask)
+        else:
+            initial = self._random_weights.initial_scores(self.score_name, self.shape)
+            self.scores.copy_(scores_for_mask(initial, mask))
+        self._scores_pending = defer_scores
         if packed is not self.mask:
             self.mask.copy_(packed)
         self._mask = mask.to(self.scores.device)
         self._mask_key = self._scores_key()
         self._packed_key = self._mask_key
         self._dense, self._dense_key = None, None
+
+    @torch.no_grad()
+    def materialize_scores(self) -> None:
+        """Replace the placeholder scores of a deferred `load_packed_mask` by `scores_for_mask` (same mask)."""
+        if not self._scores_pending or self.scores.device.type == "meta":
+            return
+        mask = self.current_mask()  # the loaded mask (also after a copy or a move: the placeholder selects it)
+        synced = self._packed_key == self._mask_key
+        initial = self._random_weights.initial_scores(self.score_name, self.shape)
+        self.scores.copy_(scores_for_mask(initial, mask.cpu()))
+        self._scores_pending = False
+        # Same mask: keep it rather than re-deriving it from scores that a low-precision dtype may have tied.
+        self._mask, self._mask_key = mask, self._scores_key()
+        if synced:
+            self._packed_key = self._mask_key
 
     def _check_packed(self, packed: torch.Tensor, prefix: str) -> torch.Tensor:
         """The boolean mask a packed tensor holds, if it is a valid mask for this weight; else a clear error."""
@@ -200,7 +281,7 @@ class MaskedWeight(nn.Module):
                 "corrupted or was saved for another configuration; re-save or re-download it."
             )
         mask = unpack_mask(packed, self.shape)
-        kept = int(mask.sum())
+        kept = int(np.count_nonzero(mask.numpy()))  # numpy: no thread-pool start for a one-off count
         if kept != self.num_kept:
             raise ValueError(
                 f"{where} keeps {kept} weights but density {self._random_weights.density} keeps exactly "
@@ -235,6 +316,8 @@ class MaskedWeight(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
+        if has_scores:
+            self._scores_pending = False
         if not has_scores and f"{prefix}mask" in state_dict:
             if f"{prefix}scores" in missing_keys:
                 missing_keys.remove(f"{prefix}scores")
@@ -245,6 +328,8 @@ class MaskedWeight(nn.Module):
 
 
 def _pack_mask_before_state_dict(module: MaskedWeight, prefix: str, keep_vars: bool) -> None:
+    if not module._random_weights.saving_masks_only:
+        module.materialize_scores()  # a state dict that keeps scores must not hold placeholders
     module.sync_packed_mask()
 
 

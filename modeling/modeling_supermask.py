@@ -13,12 +13,14 @@ scale, one embedding tied to the output projection), reusing Marian's attention 
 
 from __future__ import annotations
 
+import contextvars
 import copy
 import functools
 import hashlib
 import math
 import os
 import shutil
+import types
 from pathlib import Path
 
 import torch
@@ -54,6 +56,9 @@ from .random_weights import GENERATOR_VERSION
 logger = logging.get_logger(__name__)
 
 EMBEDDING = "embed_tokens"
+# True inside `SupermaskForConditionalGeneration.from_pretrained`: the scores are then derived from the loaded masks,
+# so `_init_weights` does not spend time generating initial scores that would be overwritten at once.
+_LOADING_MASKS = contextvars.ContextVar("supermask_loading_masks", default=False)
 _ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
@@ -166,6 +171,14 @@ class SupermaskDecoderLayer(MarianDecoderLayer):
         self.final_layer_norm = _plain_layer_norm(self.embed_dim)
 
 
+@functools.lru_cache(maxsize=8)
+def _sinusoidal_table(num_positions: int, embedding_dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """Marian's sinusoidal table, computed once per shape: Marian builds it with a Python loop over every entry
+    (about 0.6 s at 512 x 512), and the encoder and decoder (and every model loaded later) need the same one."""
+    holder = types.SimpleNamespace(weight=torch.empty(num_positions, embedding_dim, dtype=dtype, device="meta"))
+    return MarianSinusoidalPositionalEmbedding.create_weight(holder)
+
+
 class SupermaskSinusoidalPositionalEmbedding(nn.Module):
     """Marian's sinusoidal positions (float64 sinusoids, sin half then cos half, no offset) as a non-persistent buffer."""
 
@@ -176,7 +189,7 @@ class SupermaskSinusoidalPositionalEmbedding(nn.Module):
     @torch.no_grad()
     def reset_parameters(self) -> None:
         # Marian's own table, so that the dense export matches exactly.
-        self.weight.copy_(MarianSinusoidalPositionalEmbedding.create_weight(self))
+        self.weight.copy_(_sinusoidal_table(*self.weight.shape, self.weight.dtype))
 
     def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
         return self.weight[position_ids]
@@ -203,7 +216,8 @@ class SupermaskPreTrainedModel(PreTrainedModel):
             module.regenerate()
         elif isinstance(module, MaskedWeight):
             if not getattr(module.scores, "_is_hf_initialized", False):
-                module.reset_scores()
+                if not _LOADING_MASKS.get():
+                    module.reset_scores()
         elif isinstance(module, SupermaskSinusoidalPositionalEmbedding):
             module.reset_parameters()
 
@@ -345,12 +359,18 @@ class SupermaskModel(SupermaskPreTrainedModel):
 
     def __init__(self, config: SupermaskConfig):
         super().__init__(config)
+        external = {}
+        if config.embedding_source is not None:
+            external[EMBEDDING] = (config.embedding_source, config.embedding_sha256)
         self.random_weights = SupermaskRandomWeights(
-            config, random_weight_shapes(config), padding_rows={EMBEDDING: config.pad_token_id}
+            config, random_weight_shapes(config), padding_rows={EMBEDDING: config.pad_token_id}, external=external
         )
+        # An unmasked (fixed) embedding keeps every entry: density 1, scores frozen.
+        embedding_density = config.density if config.mask_embedding else 1.0
         self.shared = MaskedEmbedding(
-            self.random_weights, EMBEDDING, EMBEDDING, config.density, padding_idx=config.pad_token_id
+            self.random_weights, EMBEDDING, EMBEDDING, embedding_density, padding_idx=config.pad_token_id
         )
+        self.shared.scores.requires_grad_(config.mask_embedding)
         self.encoder = SupermaskEncoder(config, self.random_weights, self.shared)
         self.decoder = SupermaskDecoder(config, self.random_weights, self.shared)
         self.post_init()
@@ -537,28 +557,40 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         if self.random_weights.fingerprint is None:
             raise RuntimeError("The random weights have not been generated; this model cannot be saved.")
         self.config.weights_sha256 = self.random_weights.fingerprint
+        if EMBEDDING in self.random_weights.external_sha256:
+            self.config.embedding_sha256 = self.random_weights.external_sha256[EMBEDDING]
         self.config.masks_sha256 = self.masks_fingerprint()
         self.config.generator_version = GENERATOR_VERSION
         self.config.custom_pipelines = {**self.config.__dict__.get("custom_pipelines", {}), **TRANSLATION_CUSTOM_PIPELINES}
         ignored = self._keys_to_ignore_on_save
         self._keys_to_ignore_on_save = set(ignored or ()) | (set() if self.save_scores else self._score_keys)
+        self.random_weights.saving_masks_only = not self.save_scores
         try:
             result = super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             self._keys_to_ignore_on_save = ignored
+            self.random_weights.saving_masks_only = False
         if kwargs.get("is_main_process", True):
             shutil.copyfile(Path(__file__).with_name(TRANSLATION_PIPELINE_FILE), Path(save_directory) / TRANSLATION_PIPELINE_FILE)
         return result
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """Load a checkpoint: regenerate the random weights, refuse any mismatch, rebuild scores from the masks."""
+        """Load a checkpoint: regenerate the random weights, refuse any mismatch, rebuild scores from the masks.
+
+        The scores are rebuilt on first need (`train()`, a training forward, or a `state_dict()` that keeps them),
+        not here: inference only needs the masks (see `MaskedWeight.load_packed_mask(defer_scores=True)`).
+        """
         output_loading_info = kwargs.pop("output_loading_info", False)
         if kwargs.get("state_dict") is None and kwargs.get("gguf_file") is None:
             _validate_checkpoint_files(pretrained_model_name_or_path, kwargs)
-        model, loading_info = super().from_pretrained(
-            pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-        )
+        token = _LOADING_MASKS.set(True)
+        try:
+            model, loading_info = super().from_pretrained(
+                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
+            )
+        finally:
+            _LOADING_MASKS.reset(token)
         model._adopt_loaded_masks(pretrained_model_name_or_path, loading_info)
         return (model, loading_info) if output_loading_info else model
 
@@ -592,7 +624,9 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
                 # A training checkpoint that kept its scores: they must select exactly the saved mask.
                 module.verify_scores_match_mask(prefix=f"{name}.")
             else:
-                module.load_packed_mask(prefix=f"{name}.")
+                module.load_packed_mask(prefix=f"{name}.", defer_scores=True)
+        # Loading re-creates parameters as trainable; a fixed (unmasked) embedding's scores must stay frozen.
+        self.model.shared.scores.requires_grad_(bool(config.mask_embedding))
         if config.masks_sha256 is not None and self.masks_fingerprint() != config.masks_sha256:
             raise ValueError(
                 f"The masks in {source} do not match the `masks_sha256` recorded in its config.json: the mask file is "

@@ -1,0 +1,779 @@
+# Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
+"""Benchmark a supermask model against a stock `MarianMTModel` of the same shape (the logic of `scripts/benchmark.py`).
+
+For every shape, in ONE run, the two models are measured alternately (A B, then B A, ...) and the medians of the
+repetitions are reported with their ratio supermask / marian:
+
+1. bytes on disk: the weights file, the whole saved folder (model + tokenizer files), bits per maskable weight;
+2. `from_pretrained` wall time in a fresh process (only the call is timed inside the subprocess; the import time and
+   the parent-measured wall time of the whole process are reported too);
+3. translation throughput through `pipeline("translation")` on real Multi30k test sentences, greedy and beam search;
+4. `Seq2SeqTrainer` training step time and peak RSS, one fresh process per model and repetition;
+5. throughput of the random-weight regeneration and the time of the weights' fingerprint (supermask only).
+
+The Marian model is `export_dense()` of the supermask model: a stock `MarianMTModel` of the same shape that computes
+the same function, so both models translate the same sentences into the same tokens (see `TRANSLATION_NOTE`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+MODELS = ("supermask", "marian")
+
+TRANSLATION_NOTE = (
+    "Translation throughput is measured at a fixed generated length: min_new_tokens = max_new_tokens for both models, "
+    "so every sentence gets exactly max_new_tokens new tokens (greedy and every beam), whatever the random or masked "
+    "weights would otherwise do (stop after 2 tokens, or never). Sentences/s are then comparable 1:1 and "
+    "tokens/s = sentences/s x max_new_tokens. Besides, the Marian model is export_dense() of the supermask model (same "
+    "function), so the two would generate the same tokens anyway."
+)
+
+
+@dataclass
+class BenchmarkArguments:
+    """Flags of `scripts/benchmark.py`. Shape flags take one value per benchmarked shape (the lists are zipped)."""
+
+    d_model: list[int] = field(default_factory=lambda: [512, 256], metadata={"help": "Model widths, one per shape."})
+    ffn_dim: list[int] = field(default_factory=lambda: [1024, 1024], metadata={"help": "Feed-forward widths."})
+    heads: list[int] = field(default_factory=lambda: [4, 4], metadata={"help": "Attention heads."})
+    encoder_layers: list[int] = field(default_factory=lambda: [6, 3], metadata={"help": "Encoder layers."})
+    decoder_layers: list[int] = field(default_factory=lambda: [6, 3], metadata={"help": "Decoder layers."})
+    vocab_size: list[int] = field(default_factory=lambda: [8000, 8000], metadata={"help": "Vocabulary sizes."})
+    density: float = field(default=0.5, metadata={"help": "Fraction of each weight tensor kept by its mask."})
+    weights_seed: int = field(default=0, metadata={"help": "Seed of the random weights (config `seed`)."})
+    repetitions: int = field(default=5, metadata={"help": "Repetitions of the in-process and from_pretrained timings."})
+    train_repetitions: int = field(default=3, metadata={"help": "Training runs (fresh processes) per model and shape."})
+    data_dir: str | None = field(default=None, metadata={"help": "Multi30k folder (default: ../shared/data/multi30k)."})
+    num_sentences: int = field(default=128, metadata={"help": "Translate the first N test_2016_flickr.en lines."})
+    batch_size: int = field(default=32, metadata={"help": "Pipeline batch size."})
+    num_beams: list[int] = field(default_factory=lambda: [1, 5], metadata={"help": "Beam sizes (1 = greedy)."})
+    max_new_tokens: int = field(default=32, metadata={"help": "Tokens generated per sentence, same for both models."})
+    fixed_length: bool = field(
+        default=True, metadata={"help": "Also set min_new_tokens = max_new_tokens (see the note in the output)."}
+    )
+    train_batch_size: int = field(default=32, metadata={"help": "Sentence pairs per training step."})
+    train_steps: int = field(default=20, metadata={"help": "Timed training steps (after the warm-up steps)."})
+    warmup_steps: int = field(default=5, metadata={"help": "Untimed training steps first."})
+    tokenizer_train_lines: int = field(
+        default=10000, metadata={"help": "Train the tokenizer on the first N train.en + train.de lines."}
+    )
+    threads: int | None = field(default=None, metadata={"help": "torch threads (default: torch's own default)."})
+    work_dir: str | None = field(default=None, metadata={"help": "Where the saved models go (default: a temp dir)."})
+    output_json: str | None = field(default=None, metadata={"help": "Write the results as JSON here."})
+    output_markdown: str | None = field(default=None, metadata={"help": "Write the markdown table here."})
+    in_process: bool = field(
+        default=False,
+        metadata={"help": "Run the from_pretrained and training measurements in this process instead of fresh "
+                  "processes (fast, for tests; cold-start times and peak RSS are then only indicative)."},
+    )  # fmt: skip
+    smoke: bool = field(
+        default=False, metadata={"help": "Tiny shapes, 1 repetition, few sentences and steps: a test of the benchmark."}
+    )
+
+    def __post_init__(self):
+        if self.smoke:
+            self.d_model, self.ffn_dim, self.heads = [32, 64], [64, 128], [4, 4]
+            self.encoder_layers, self.decoder_layers, self.vocab_size = [2, 1], [2, 1], [320, 320]
+            self.repetitions = self.train_repetitions = 1
+            self.num_sentences, self.batch_size, self.max_new_tokens = 8, 4, 4
+            self.train_batch_size, self.train_steps, self.warmup_steps = 8, 2, 1
+            self.tokenizer_train_lines = 300
+        lengths = {len(getattr(self, name)) for name in _SHAPE_FIELDS}
+        if len(lengths) != 1:
+            raise ValueError(f"The shape flags {_SHAPE_FIELDS} must all have the same number of values.")
+        if min(self.repetitions, self.train_repetitions, self.num_sentences, self.train_steps) < 1:
+            raise ValueError("repetitions, train_repetitions, num_sentences and train_steps must be >= 1.")
+
+    def shapes(self) -> list[dict[str, int]]:
+        return [dict(zip(_SHAPE_FIELDS, values)) for values in zip(*(getattr(self, name) for name in _SHAPE_FIELDS))]
+
+
+_SHAPE_FIELDS = ("d_model", "ffn_dim", "heads", "encoder_layers", "decoder_layers", "vocab_size")
+
+
+def shape_name(shape: dict[str, int]) -> str:
+    return (
+        f"d{shape['d_model']}-ffn{shape['ffn_dim']}-h{shape['heads']}-"
+        f"{shape['encoder_layers']}+{shape['decoder_layers']}L-v{shape['vocab_size']}"
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Small helpers
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _read_lines(path: Path, n: int | None = None) -> list[str]:
+    lines = path.read_bytes().decode("utf-8-sig").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    lines = [line.removesuffix("\r") for line in lines]
+    return lines if n is None else lines[:n]
+
+
+def _data_dir(args: BenchmarkArguments) -> Path:
+    if args.data_dir:
+        return Path(args.data_dir)
+    from .data import default_data_dir
+
+    found = default_data_dir()
+    if found is None:
+        raise FileNotFoundError("Multi30k not found: pass --data_dir (a folder with train.en, train.de, test_2016_flickr.en).")
+    return Path(found)
+
+
+def folder_bytes(path: str | os.PathLike, pattern: str = "*") -> int:
+    return sum(p.stat().st_size for p in Path(path).glob(pattern) if p.is_file())
+
+
+def _rss_mb() -> float:
+    """Current resident set size (MB)."""
+    return _proc_status_kb("VmRSS") / 1024
+
+
+def _peak_rss_mb() -> float:
+    """Peak resident set size of this process (MB): since the last `_reset_peak_rss()`, else since it started."""
+    kb = _proc_status_kb("VmHWM")
+    return kb / 1024 if kb else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak RSS counter (Linux >= 4.0: `echo 5 > /proc/self/clear_refs`), after handing the
+    memory that earlier work freed back to the OS (else new allocations reuse it without raising the RSS)."""
+    import gc
+
+    gc.collect()
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _proc_status_kb(key: str) -> int:
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def machine_info() -> dict[str, Any]:
+    import numpy
+    import torch
+    import transformers
+
+    cpu_model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as handle:
+            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+        if names:
+            cpu_model = names[0]
+    except OSError:
+        pass
+    try:
+        available = len(os.sched_getaffinity(0))
+    except AttributeError:
+        available = os.cpu_count()
+    return {
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "cpus_available": available,
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "numpy": numpy.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "load_average_at_start": list(os.getloadavg()),
+    }
+
+
+def _median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _alternating(repetition: int) -> tuple[str, str]:
+    """A B, B A, A B, ...: neither model is always the first one after a pause or the other's run."""
+    return MODELS if repetition % 2 == 0 else MODELS[::-1]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Building and saving the two models
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def train_benchmark_tokenizer(args: BenchmarkArguments, vocab_size: int):
+    from .tokenization import train_tokenizer
+
+    data_dir = _data_dir(args)
+    texts = _read_lines(data_dir / "train.en", args.tokenizer_train_lines) + _read_lines(
+        data_dir / "train.de", args.tokenizer_train_lines
+    )
+    tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
+    if len(tokenizer) != vocab_size:
+        raise ValueError(f"The tokenizer has {len(tokenizer)} entries, the model {vocab_size}.")
+    return tokenizer
+
+
+def build_config(args: BenchmarkArguments, shape: dict[str, int], tokenizer):
+    from .modeling import SupermaskConfig
+
+    return SupermaskConfig(
+        vocab_size=len(tokenizer),
+        d_model=shape["d_model"],
+        encoder_ffn_dim=shape["ffn_dim"],
+        decoder_ffn_dim=shape["ffn_dim"],
+        encoder_attention_heads=shape["heads"],
+        decoder_attention_heads=shape["heads"],
+        encoder_layers=shape["encoder_layers"],
+        decoder_layers=shape["decoder_layers"],
+        pad_token_id=tokenizer.pad_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        forced_eos_token_id=tokenizer.eos_token_id,
+        seed=args.weights_seed,
+        density=args.density,
+    )
+
+
+def save_models(config, tokenizer, folder: Path) -> dict[str, Path]:
+    """A supermask model (masks = its initial top-k) and its `export_dense()` MarianMTModel, each saved with the
+    tokenizer. Returns the two folders."""
+    from .modeling import SupermaskForConditionalGeneration
+
+    supermask = SupermaskForConditionalGeneration(config).eval()
+    marian = supermask.export_dense()
+    folders = {"supermask": folder / "supermask", "marian": folder / "marian"}
+    for name, model in (("supermask", supermask), ("marian", marian)):
+        model.save_pretrained(folders[name])
+        tokenizer.save_pretrained(folders[name])
+    return folders
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Workers: what runs in a fresh process (or, with --in_process, here)
+# ----------------------------------------------------------------------------------------------------------------------
+
+_WORKER_BOOTSTRAP = (
+    "import time; _t0 = time.perf_counter()\n"
+    "import json, sys\n"
+    "from hf_supermask.benchmark import run_worker\n"
+    "print('BENCHMARK_RESULT ' + json.dumps(run_worker(json.loads(sys.argv[1]), _t0)), flush=True)\n"
+)
+
+
+def run_worker(spec: dict[str, Any], start: float | None = None) -> dict[str, Any]:
+    """Run one measurement described by `spec` ("load" or "train") and return its numbers."""
+    import torch
+
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    result: dict[str, Any] = {}
+    if start is not None:
+        result["import_seconds"] = time.perf_counter() - start
+    if spec["kind"] == "load":
+        result.update(_load_worker(spec))
+    elif spec["kind"] == "train":
+        result.update(_train_worker(spec))
+    else:
+        raise ValueError(f"Unknown worker kind {spec['kind']!r}.")
+    return result
+
+
+def _load_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import hf_supermask  # noqa: F401  (registers the supermask Auto classes, as users do)
+    from transformers import AutoModelForSeq2SeqLM
+
+    start = time.perf_counter()
+    model = AutoModelForSeq2SeqLM.from_pretrained(spec["folder"])
+    seconds = time.perf_counter() - start
+    expected = "SupermaskForConditionalGeneration" if spec["model"] == "supermask" else "MarianMTModel"
+    if type(model).__name__ != expected:
+        raise RuntimeError(f"{spec['folder']} loaded as {type(model).__name__}, expected {expected}.")
+    return {"from_pretrained_seconds": seconds}
+
+
+def _train_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+
+    from .modeling import SupermaskConfig
+    from .training import ModelArguments, build_model, compute_token_loss
+
+    class StepTimer(TrainerCallback):
+        def __init__(self):
+            self.times: list[float] = []
+            self._start = 0.0
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self._start = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.times.append(time.perf_counter() - self._start)
+
+    tokenizer = AutoTokenizer.from_pretrained(spec["folder"])
+    with open(spec["data_file"]) as handle:
+        dataset = Dataset.from_list(json.load(handle))
+    config = SupermaskConfig.from_pretrained(spec["folder"])
+    if spec["in_process"]:
+        _reset_peak_rss()
+    baseline = _rss_mb()
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    model = build_model(ModelArguments(model_type=spec["model"]), config)
+    build_seconds = time.perf_counter() - start
+    if spec["model"] == "marian":
+        model.accepts_loss_kwargs = False  # as in training.run_translation: compute_token_loss gets num_items_in_batch
+    timer = StepTimer()
+    with tempfile.TemporaryDirectory() as output_dir:
+        training_args = Seq2SeqTrainingArguments(
+            output_dir=output_dir,
+            per_device_train_batch_size=spec["batch_size"],
+            max_steps=spec["warmup_steps"] + spec["train_steps"],
+            learning_rate=5e-4,
+            logging_strategy="no",
+            save_strategy="no",
+            eval_strategy="no",
+            report_to="none",
+            disable_tqdm=True,
+            dataloader_num_workers=0,
+            seed=0,
+            use_cpu=True,
+        )
+        trainer = Seq2SeqTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=dataset,
+            processing_class=tokenizer,
+            data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+            compute_loss_func=compute_token_loss,
+            callbacks=[timer],
+        )
+        start = time.perf_counter()
+        trainer.train()
+        train_seconds = time.perf_counter() - start
+    timed = timer.times[spec["warmup_steps"] :]
+    peak = _peak_rss_mb()
+    return {
+        "model_build_seconds": build_seconds,
+        "train_seconds": train_seconds,
+        "step_seconds": timed,
+        "median_step_seconds": _median(timed),
+        "peak_rss_mb": peak,
+        "baseline_rss_mb": baseline,
+        "peak_rss_above_baseline_mb": peak - baseline,
+        "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
+    }
+
+
+def _run(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
+    """Run a worker in a fresh process (the default) or here; adds the wall time of the whole process."""
+    spec = dict(spec, in_process=in_process)
+    if in_process:
+        return run_worker(spec)
+    env = dict(os.environ)
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("HF_DATASETS_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    start = time.perf_counter()
+    completed = subprocess.run(
+        [sys.executable, "-c", _WORKER_BOOTSTRAP, json.dumps(spec)], capture_output=True, text=True, env=env
+    )
+    wall = time.perf_counter() - start
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("BENCHMARK_RESULT ")]
+    if completed.returncode != 0 or not lines:
+        raise RuntimeError(
+            f"Benchmark worker {spec['kind']}/{spec['model']} failed (exit {completed.returncode}):\n"
+            f"{completed.stderr[-4000:]}"
+        )
+    result = json.loads(lines[-1].removeprefix("BENCHMARK_RESULT "))
+    result["process_total_seconds"] = wall
+    return result
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The measurements
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def measure_sizes(folders: dict[str, Path], maskable: int) -> dict[str, Any]:
+    weights = {name: folder_bytes(folder, "*.safetensors") for name, folder in folders.items()}
+    whole = {name: folder_bytes(folder) for name, folder in folders.items()}
+    return {
+        "weights_file_bytes": weights,
+        "folder_bytes": whole,
+        "folder_files": {name: sorted(p.name for p in folder.iterdir()) for name, folder in folders.items()},
+        "bits_per_maskable_weight": 8 * weights["supermask"] / maskable,
+        "maskable_weights": maskable,
+    }
+
+
+def measure_from_pretrained(args: BenchmarkArguments, folders: dict[str, Path]) -> dict[str, dict[str, list[float]]]:
+    runs: dict[str, dict[str, list[float]]] = {name: {} for name in MODELS}
+    for repetition in range(args.repetitions):
+        for name in _alternating(repetition):
+            spec = {"kind": "load", "model": name, "folder": str(folders[name]), "threads": args.threads}
+            for key, value in _run(spec, args.in_process).items():
+                runs[name].setdefault(key, []).append(value)
+    return runs
+
+
+def measure_translation(args: BenchmarkArguments, folders: dict[str, Path], sentences: list[str]) -> dict[str, Any]:
+    import torch
+    from transformers import pipeline
+
+    import hf_supermask  # noqa: F401  (restores the "translation" task)
+
+    translators = {name: pipeline("translation", model=str(folders[name]), device="cpu") for name in MODELS}
+    results: dict[str, Any] = {}
+    for beams in args.num_beams:
+        generate = {"num_beams": beams, "max_new_tokens": args.max_new_tokens, "do_sample": False}
+        if args.fixed_length:
+            generate["min_new_tokens"] = args.max_new_tokens
+        lengths = {}
+        for name in MODELS:  # warm-up (dense caches, allocator), and a check of the generated lengths
+            with torch.inference_mode():
+                out = translators[name](sentences[: args.batch_size], batch_size=args.batch_size, return_tensors=True, **generate)
+            ids = [row["translation_token_ids"] for row in out]
+            # Generated tokens: everything after the decoder start token.
+            lengths[name] = statistics.mean(int(row.numel()) - 1 for row in ids)
+        seconds: dict[str, list[float]] = {name: [] for name in MODELS}
+        for repetition in range(args.repetitions):
+            for name in _alternating(repetition):
+                start = time.perf_counter()
+                with torch.inference_mode():
+                    translators[name](sentences, batch_size=args.batch_size, **generate)
+                seconds[name].append(time.perf_counter() - start)
+        results[f"beam{beams}"] = {
+            "seconds": seconds,
+            "sentences_per_second": {name: [len(sentences) / s for s in seconds[name]] for name in MODELS},
+            "mean_generated_tokens_first_batch": lengths,
+        }
+    return results
+
+
+def prepare_training_data(args: BenchmarkArguments, tokenizer, path: Path) -> int:
+    """The first batch_size x steps real train.en/train.de pairs, tokenized, as JSON rows for the workers."""
+    data_dir = _data_dir(args)
+    count = args.train_batch_size * (args.train_steps + args.warmup_steps)
+    sources, targets = _read_lines(data_dir / "train.en", count), _read_lines(data_dir / "train.de", count)
+    inputs = tokenizer(sources, max_length=128, truncation=True)
+    labels = tokenizer(text_target=targets, max_length=128, truncation=True)["input_ids"]
+    rows = [
+        {"input_ids": ids, "attention_mask": mask, "labels": label}
+        for ids, mask, label in zip(inputs["input_ids"], inputs["attention_mask"], labels)
+    ]
+    path.write_text(json.dumps(rows))
+    return len(rows)
+
+
+def measure_training(args: BenchmarkArguments, folders: dict[str, Path], data_file: Path) -> dict[str, dict[str, list]]:
+    runs: dict[str, dict[str, list]] = {name: {} for name in MODELS}
+    for repetition in range(args.train_repetitions):
+        for name in _alternating(repetition):
+            spec = {
+                "kind": "train",
+                "model": name,
+                "folder": str(folders["supermask"]),  # config + tokenizer (the Marian model is built from the same config)
+                "data_file": str(data_file),
+                "batch_size": args.train_batch_size,
+                "train_steps": args.train_steps,
+                "warmup_steps": args.warmup_steps,
+                "threads": args.threads,
+            }
+            for key, value in _run(spec, args.in_process).items():
+                runs[name].setdefault(key, []).append(value)
+    return runs
+
+
+def measure_regeneration(args: BenchmarkArguments, config) -> dict[str, Any]:
+    """Throughput of `SupermaskRandomWeights.regenerate()` (float32 MB/s), of the generation alone, and the fingerprint."""
+    from .modeling import SupermaskForConditionalGeneration
+    from .modeling.random_weights import fingerprint
+
+    weights = SupermaskForConditionalGeneration(config).random_weights
+    megabytes = sum(buffer.numel() for buffer in weights.buffers()) * 4 / 1e6
+    generate, digest, regenerate = [], [], []
+    for _ in range(args.repetitions):
+        start = time.perf_counter()
+        generated = {name: weights.generate(name) for name in weights.shapes}
+        generate.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        fingerprint(generated.items())
+        digest.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        weights.regenerate()
+        regenerate.append(time.perf_counter() - start)
+    return {
+        "random_weights_megabytes": megabytes,
+        "generate_seconds": generate,
+        "fingerprint_seconds": digest,
+        "regenerate_seconds": regenerate,
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Putting it together
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def _metric(unit: str, supermask: list[float] | float, marian: list[float] | float | None = None,
+            goal: str | None = None, higher_is_better: bool = False, note: str | None = None) -> dict[str, Any]:  # fmt: skip
+    """One row: medians of both models, their ratio (supermask / marian), and whether the goal is met."""
+    runs_s = supermask if isinstance(supermask, list) else [supermask]
+    entry: dict[str, Any] = {"unit": unit, "supermask": _median(runs_s)}
+    if isinstance(supermask, list):
+        entry["supermask_runs"] = runs_s
+    if marian is not None:
+        runs_m = marian if isinstance(marian, list) else [marian]
+        entry["marian"] = _median(runs_m)
+        if isinstance(marian, list):
+            entry["marian_runs"] = runs_m
+        entry["ratio"] = entry["supermask"] / entry["marian"] if entry["marian"] else None
+    entry["higher_is_better"] = higher_is_better
+    if goal is not None:
+        entry["goal"] = goal
+        entry["met"] = _goal_met(goal, entry)
+    if note:
+        entry["note"] = note
+    return entry
+
+
+def _goal_met(goal: str, entry: dict[str, Any]) -> bool:
+    """Goals are written `ratio <= x`, `ratio >= x` or `value <= x` (value: the supermask number)."""
+    subject, operator, bound = goal.split()
+    value = entry["ratio"] if subject == "ratio" else entry["supermask"]
+    numerator, _, denominator = bound.partition("/")  # "1.5" or "1/25"
+    bound = float(numerator) / float(denominator or 1)
+    return value <= bound if operator == "<=" else value >= bound
+
+
+def benchmark_shape(args: BenchmarkArguments, shape: dict[str, int], tokenizer, sentences: list[str], folder: Path,
+                    log=print) -> dict[str, Any]:  # fmt: skip
+    name = shape_name(shape)
+    config = build_config(args, shape, tokenizer)
+    log(f"[{name}] building and saving both models")
+    folders = save_models(config, tokenizer, folder)
+    from .modeling import SupermaskForConditionalGeneration
+
+    maskable = sum(module.weight.numel() for module in SupermaskForConditionalGeneration(config).masked_modules.values())
+    sizes = measure_sizes(folders, maskable)
+    log(f"[{name}] from_pretrained ({'in process' if args.in_process else 'fresh processes'})")
+    loads = measure_from_pretrained(args, folders)
+    log(f"[{name}] translation pipeline")
+    translation = measure_translation(args, folders, sentences)
+    log(f"[{name}] training ({'in process' if args.in_process else 'fresh processes'})")
+    data_file = folder / "train_rows.json"
+    prepare_training_data(args, tokenizer, data_file)
+    training = measure_training(args, folders, data_file)
+    log(f"[{name}] regeneration")
+    regeneration = measure_regeneration(args, config)
+
+    is_iwslt_small = (shape["d_model"], shape["ffn_dim"], shape["heads"], shape["encoder_layers"],
+                      shape["decoder_layers"], shape["vocab_size"]) == (512, 1024, 4, 6, 6, 8000)  # fmt: skip
+    metrics: dict[str, Any] = {
+        "weights_file_bytes": _metric(
+            "bytes", float(sizes["weights_file_bytes"]["supermask"]), float(sizes["weights_file_bytes"]["marian"]),
+            note="model.safetensors only: packed uint8 masks vs dense fp32 weights",
+        ),
+        "folder_bytes": _metric(
+            "bytes", float(sizes["folder_bytes"]["supermask"]), float(sizes["folder_bytes"]["marian"]),
+            goal="ratio <= 1/25" if is_iwslt_small else None,
+            note="every file of the saved folder: weights, config, generation config, tokenizer (and, for supermask, "
+                 "the remote-code .py files it ships)",
+        ),
+        "bits_per_maskable_weight": _metric(
+            "bits", sizes["bits_per_maskable_weight"], goal="value <= 1.01",
+            note=f"8 x weights file bytes / {maskable} maskable weights (safetensors header included)",
+        ),
+        "from_pretrained_seconds": _metric(
+            "s", loads["supermask"]["from_pretrained_seconds"], loads["marian"]["from_pretrained_seconds"],
+            goal="ratio <= 1.5",
+            note="only the from_pretrained call, timed inside a fresh process (AutoModelForSeq2SeqLM after `import "
+                 "hf_supermask`)" if not args.in_process else
+                 "only the from_pretrained call, IN THIS PROCESS (--in_process: imports and caches already warm)",
+        ),
+    }  # fmt: skip
+    if not args.in_process:
+        metrics["load_process_total_seconds"] = _metric(
+            "s", loads["supermask"]["process_total_seconds"], loads["marian"]["process_total_seconds"],
+            note="wall time of the whole fresh process (interpreter start, imports, from_pretrained), from the parent",
+        )
+        metrics["load_process_import_seconds"] = _metric(
+            "s", loads["supermask"]["import_seconds"], loads["marian"]["import_seconds"],
+            note="imports inside the fresh process, before from_pretrained (torch, transformers, hf_supermask)",
+        )
+    for key, result in translation.items():
+        beams = key.removeprefix("beam")
+        label = "greedy" if beams == "1" else f"beam{beams}"
+        metrics[f"translation_{label}_sentences_per_second"] = _metric(
+            "sentences/s", result["sentences_per_second"]["supermask"], result["sentences_per_second"]["marian"],
+            goal="ratio >= 0.95", higher_is_better=True,
+            note=f"pipeline('translation'), {len(sentences)} Multi30k test sentences, batch {args.batch_size}, "
+                 f"num_beams={beams}, max_new_tokens={args.max_new_tokens}"
+                 + (" = min_new_tokens" if args.fixed_length else "")
+                 + f"; mean generated tokens (first batch) {result['mean_generated_tokens_first_batch']}",
+        )  # fmt: skip
+    metrics["train_step_seconds"] = _metric(
+        "s", training["supermask"]["median_step_seconds"], training["marian"]["median_step_seconds"],
+        goal="ratio <= 1.3",
+        note=f"Seq2SeqTrainer, batch {args.train_batch_size} real train pairs, median of {args.train_steps} steps after "
+             f"{args.warmup_steps} warm-up steps, per run; median over runs",
+    )  # fmt: skip
+    metrics["train_peak_rss_mb"] = _metric(
+        "MB", training["supermask"]["peak_rss_mb"], training["marian"]["peak_rss_mb"], goal="ratio <= 1.2",
+        note="peak RSS of the whole training process (VmHWM), imports and data included" if not args.in_process else
+             "peak RSS (VmHWM) of this process while training (--in_process: reset before, so only indicative)",
+    )
+    metrics["train_peak_rss_above_baseline_mb"] = _metric(
+        "MB", training["supermask"]["peak_rss_above_baseline_mb"], training["marian"]["peak_rss_above_baseline_mb"],
+        note="peak RSS minus the RSS just before the model is built (model, gradients, optimizer, activations)",
+    )
+    megabytes = regeneration["random_weights_megabytes"]
+    metrics["regeneration_megabytes_per_second"] = _metric(
+        "MB/s", [megabytes / s for s in regeneration["generate_seconds"]],
+        note=f"generate_weight() for every random tensor ({megabytes:.1f} MB of float32)",
+    )
+    metrics["regenerate_megabytes_per_second"] = _metric(
+        "MB/s", [megabytes / s for s in regeneration["regenerate_seconds"]],
+        note="SupermaskRandomWeights.regenerate(): generation + fingerprint + copy into the buffers",
+    )
+    metrics["fingerprint_seconds"] = _metric(
+        "s", regeneration["fingerprint_seconds"], note="sha256 of the float32 random weights (weights_sha256)"
+    )
+    metrics["regenerate_seconds"] = _metric("s", regeneration["regenerate_seconds"])
+    return {
+        "shape": shape,
+        "name": name,
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("weights_sha256", "masks_sha256")},
+        "sizes": sizes,
+        "metrics": metrics,
+        "raw": {"from_pretrained": loads, "translation": translation, "training": training, "regeneration": regeneration},
+    }
+
+
+def run_benchmark(args: BenchmarkArguments, command: str | None = None, log=print) -> dict[str, Any]:
+    """Run every measurement for every shape; write `args.output_json` / `args.output_markdown` when set.
+
+    `command` is recorded in the results (the script passes its exact command line)."""
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    started = time.perf_counter()
+    results: dict[str, Any] = {
+        "command": command,
+        "machine": machine_info(),
+        "settings": asdict(args),
+        "translation_length_note": TRANSLATION_NOTE,
+        "shapes": [],
+    }
+    sentences = _read_lines(_data_dir(args) / "test_2016_flickr.en", args.num_sentences)
+    tokenizers: dict[int, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(args.work_dir) if args.work_dir else Path(tmp)
+        for shape in args.shapes():
+            vocab = shape["vocab_size"]
+            if vocab not in tokenizers:
+                log(f"training a {vocab}-entry tokenizer on {args.tokenizer_train_lines} train.en + train.de lines")
+                tokenizers[vocab] = train_benchmark_tokenizer(args, vocab)
+            folder = root / shape_name(shape)
+            folder.mkdir(parents=True, exist_ok=True)
+            results["shapes"].append(benchmark_shape(args, shape, tokenizers[vocab], sentences, folder, log=log))
+    results["machine"]["load_average_at_end"] = list(os.getloadavg())
+    results["total_seconds"] = time.perf_counter() - started
+    markdown = format_markdown(results)
+    results["markdown"] = markdown
+    if args.output_json:
+        Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_json).write_text(json.dumps(results, indent=2) + "\n")
+    if args.output_markdown:
+        Path(args.output_markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output_markdown).write_text(markdown)
+    return results
+
+
+def _format_number(value: float, unit: str) -> str:
+    if unit == "bytes":
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.1f}"
+    return f"{value:.4g}" if abs(value) < 1 else f"{value:.3f}"
+
+
+def format_markdown(results: dict[str, Any]) -> str:
+    machine = results["machine"]
+    settings = results["settings"]
+    lines = [
+        "# Supermask vs MarianMTModel benchmark",
+        "",
+        f"Command: `{results.get('command')}`",
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['cpus_available']} CPUs available, {machine['torch_threads']} torch "
+        f"threads, {machine['memory_gb']} GB; torch {machine['torch']}, transformers {machine['transformers']}, numpy "
+        f"{machine['numpy']}, Python {machine['python']}. Load average at start {machine['load_average_at_start']}, "
+        f"at end {machine.get('load_average_at_end')} (the machine is shared: timings are noisy).",
+        "",
+        f"Medians of {settings['repetitions']} repetitions ({settings['train_repetitions']} training runs per model), "
+        "the two models alternating; ratio = supermask / marian. The Marian model is `export_dense()` of the supermask "
+        "model: a stock `MarianMTModel` of the same shape computing the same function.",
+        "",
+        f"Translation lengths: {results['translation_length_note']}",
+        "",
+    ]
+    for shape in results["shapes"]:
+        lines += [f"## {shape['name']}", "", "| metric | supermask | marian | ratio | goal | met |",
+                  "|---|---:|---:|---:|---|---|"]  # fmt: skip
+        for name, entry in shape["metrics"].items():
+            unit = entry["unit"]
+            marian = _format_number(entry["marian"], unit) if "marian" in entry else ""
+            ratio = f"{entry['ratio']:.3f}" if "ratio" in entry else ""
+            met = {True: "yes", False: "**no**"}.get(entry.get("met"), "")
+            lines.append(
+                f"| {name} ({unit}) | {_format_number(entry['supermask'], unit)} | {marian} | {ratio} | "
+                f"{entry.get('goal', '')} | {met} |"
+            )
+        sizes = shape["sizes"]
+        lines += [
+            "",
+            f"Weights-only ratio {sizes['weights_file_bytes']['supermask'] / sizes['weights_file_bytes']['marian']:.4f} "
+            f"(1/{sizes['weights_file_bytes']['marian'] / sizes['weights_file_bytes']['supermask']:.1f}); whole-folder "
+            f"ratio {sizes['folder_bytes']['supermask'] / sizes['folder_bytes']['marian']:.4f} "
+            f"(1/{sizes['folder_bytes']['marian'] / sizes['folder_bytes']['supermask']:.1f}).",
+            "",
+        ]
+        for name, entry in shape["metrics"].items():
+            if entry.get("note"):
+                lines.append(f"- `{name}`: {entry['note']}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+__all__ = ["BenchmarkArguments", "TRANSLATION_NOTE", "format_markdown", "run_benchmark", "run_worker"]

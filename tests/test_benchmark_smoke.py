@@ -1,0 +1,99 @@
+"""The benchmark (scripts/benchmark.py, hf_supermask.benchmark) in smoke mode: every metric is measured and positive."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from hf_supermask.benchmark import BenchmarkArguments, run_benchmark
+
+from conftest import DATA_DIR, REPO_ROOT
+
+
+IN_PROCESS_METRICS = {
+    "weights_file_bytes",
+    "folder_bytes",
+    "bits_per_maskable_weight",
+    "from_pretrained_seconds",
+    "translation_greedy_sentences_per_second",
+    "translation_beam5_sentences_per_second",
+    "train_step_seconds",
+    "train_peak_rss_mb",
+    "train_peak_rss_above_baseline_mb",
+    "regeneration_megabytes_per_second",
+    "regenerate_megabytes_per_second",
+    "fingerprint_seconds",
+    "regenerate_seconds",
+}
+# Only measured when the workers run in fresh processes.
+PROCESS_METRICS = {"load_process_total_seconds", "load_process_import_seconds"}
+COMPARED = IN_PROCESS_METRICS - {
+    "bits_per_maskable_weight",
+    "regeneration_megabytes_per_second",
+    "regenerate_megabytes_per_second",
+    "fingerprint_seconds",
+    "regenerate_seconds",
+}
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+
+
+def _check_results(results: dict, expected_metrics: set[str]) -> None:
+    machine = results["machine"]
+    for key in ("cpu_model", "cpu_count", "torch_threads", "torch", "transformers", "numpy"):
+        assert machine[key], key
+    assert "min_new_tokens" in results["translation_length_note"]
+    assert len(results["shapes"]) == 2  # smoke mode still runs two (tiny) shapes
+    for shape in results["shapes"]:
+        metrics = shape["metrics"]
+        assert set(metrics) == expected_metrics
+        for name, entry in metrics.items():
+            assert _positive(entry["supermask"]), (shape["name"], name, entry)
+            if name in COMPARED:
+                assert _positive(entry["marian"]) and _positive(entry["ratio"]), (shape["name"], name, entry)
+                assert entry["ratio"] == pytest.approx(entry["supermask"] / entry["marian"])
+            for runs in ("supermask_runs", "marian_runs"):
+                assert all(_positive(v) for v in entry.get(runs, [])), (shape["name"], name, runs)
+            if "goal" in entry:
+                assert isinstance(entry["met"], bool)
+        # A packed mask is a bit per weight, plus the safetensors header.
+        assert 1.0 <= metrics["bits_per_maskable_weight"]["supermask"] < 2.0
+        assert metrics["weights_file_bytes"]["ratio"] < 0.1
+        lengths = shape["raw"]["translation"]["beam1"]["mean_generated_tokens_first_batch"]
+        assert lengths["supermask"] == lengths["marian"] == 4  # fixed length: min_new_tokens = max_new_tokens
+    assert "| metric | supermask | marian | ratio | goal | met |" in results["markdown"]
+
+
+def test_smoke_benchmark_in_process(tmp_path):
+    args = BenchmarkArguments(
+        smoke=True,
+        in_process=True,
+        data_dir=str(DATA_DIR),
+        output_json=str(tmp_path / "results.json"),
+        output_markdown=str(tmp_path / "results.md"),
+    )
+    returned = run_benchmark(args, command="pytest", log=lambda message: None)
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["command"] == "pytest" and results["settings"]["smoke"] is True
+    assert (tmp_path / "results.md").read_text() == returned["markdown"] == results["markdown"]
+    _check_results(results, IN_PROCESS_METRICS)
+
+
+@pytest.mark.slow
+def test_smoke_benchmark_script_with_fresh_processes(tmp_path):
+    """The script end to end, with its fresh-process workers (about 2 minutes: every worker imports torch)."""
+    output = tmp_path / "results.json"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    subprocess.run(
+        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--smoke", "--data_dir", str(DATA_DIR),
+         "--output_json", str(output)],
+        check=True, env=env, cwd=tmp_path, capture_output=True,
+    )  # fmt: skip
+    _check_results(json.loads(output.read_text()), IN_PROCESS_METRICS | PROCESS_METRICS)
