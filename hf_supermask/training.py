@@ -352,6 +352,9 @@ def run_translation(
             )
             for split, dataset in raw.items()
         }
+    # The Trainer would push intermediate checkpoints (with scores) and its own model card: the published repo is
+    # the mask-only output folder with our card, uploaded once at the end.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
     compute_metrics = make_compute_metrics(tokenizer) if training_args.predict_with_generate else None
     optimizer = build_optimizer(model, training_args, supermask_args)
@@ -407,7 +410,26 @@ def run_translation(
             results["bits_per_maskable_weight"] = 8 * results["checkpoint_weights_bytes"] / maskable
         _write_outputs(trainer, model, tokenizer, results, model_args, data_args, supermask_args, training_args)
         results["examples"] = translate_examples(output_dir, raw.get("test"), data_args)
+        if push_to_hub:
+            results["hub_commit"] = push_output_folder(output_dir, training_args)
     return results
+
+
+def push_output_folder(output_dir: Path, training_args: Seq2SeqTrainingArguments) -> str:
+    """Upload the published folder (not the checkpoints) to `--hub_model_id`; returns the commit sha to pin."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=training_args.hub_token)
+    repo_id = training_args.hub_model_id or output_dir.name
+    api.create_repo(repo_id, private=training_args.hub_private_repo, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=output_dir,
+        ignore_patterns=["checkpoint-*", "checkpoint-*/**", "*.bin", "log_history.json"],
+        commit_message="Upload supermask checkpoint (masks only)",
+    )
+    logger.info("Pushed %s to %s at commit %s", output_dir, repo_id, commit.oid)
+    return commit.oid
 
 
 def translate_examples(output_dir, test_split, data_args: DataTrainingArguments) -> list[dict[str, str]]:

@@ -244,3 +244,25 @@ def test_absent_file_is_entry_not_found_and_files_are_listed(hub, pushed):
         assert error.value.headers["X-Repo-Commit"] == hub.head(REPO)
     files = HfApi().list_repo_files(REPO, revision=pushed["sha"])
     assert set(files) == set(hub.files(REPO, pushed["sha"])) and "model.safetensors" in files
+
+
+def test_training_script_pushes_the_mask_only_folder(hub, tiny_tokenizer, tmp_path):
+    """`--push_to_hub --hub_model_id` uploads the published folder (masks, card, code), never the checkpoints."""
+    from huggingface_hub import HfApi
+
+    from hf_supermask.training import parse_args, run_translation
+
+    from conftest import DATA_DIR
+
+    tiny_tokenizer.save_pretrained(tmp_path / "tokenizer")
+    flags = [
+        "--output_dir", str(tmp_path / "out"), "--data_dir", str(DATA_DIR), "--tokenizer_name", str(tmp_path / "tokenizer"),
+        "--config_overrides", "d_model=32,encoder_layers=1,decoder_layers=1,encoder_ffn_dim=64,decoder_ffn_dim=64,"
+        "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128",
+        "--max_train_samples", "32", "--do_train", "--max_steps", "2", "--save_steps", "1", "--report_to", "none",
+        "--num_examples", "0", "--disable_tqdm", "true", "--push_to_hub", "true", "--hub_model_id", "user/trained",
+    ]  # fmt: skip
+    results = run_translation(*parse_args(flags))
+    files = set(HfApi().list_repo_files("user/trained", revision=results["hub_commit"]))
+    assert {"model.safetensors", "config.json", "README.md", "tokenizer.json", "modeling_supermask.py"} <= files
+    assert not any(name.startswith("checkpoint-") or name.endswith(".bin") for name in files)
