@@ -222,28 +222,36 @@ class SupermaskPreTrainedModel(PreTrainedModel):
             module.reset_parameters()
 
 
-class SupermaskEncoder(SupermaskPreTrainedModel):
-    """Transformer encoder of `config.encoder_layers` [`SupermaskEncoderLayer`]s over the shared masked embedding."""
+class _SupermaskStack(SupermaskPreTrainedModel):
+    """What the encoder and the decoder share: positions, layers over the random weights, the shared embedding."""
 
-    _can_record_outputs = {"hidden_states": SupermaskEncoderLayer, "attentions": SupermaskAttention}
+    stack: str  # "encoder" or "decoder"
+    layer_class: type[nn.Module]
 
     def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, embed_tokens: MaskedEmbedding):
         super().__init__(config)
         self.dropout = config.dropout
-        self.layerdrop = config.encoder_layerdrop
+        self.layerdrop = getattr(config, f"{self.stack}_layerdrop")
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
         # Owned by SupermaskModel; referenced here without registering a second copy in the state dict.
         object.__setattr__(self, "embed_tokens", embed_tokens)
         object.__setattr__(self, "random_weights", random_weights)
         self.embed_positions = SupermaskSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
         self.layers = nn.ModuleList(
-            [SupermaskEncoderLayer(config, random_weights, i) for i in range(config.encoder_layers)]
+            [self.layer_class(config, random_weights, i) for i in range(getattr(config, f"{self.stack}_layers"))]
         )
         self.gradient_checkpointing = False
         self.post_init()
 
     def get_input_embeddings(self):
         return self.embed_tokens
+
+
+class SupermaskEncoder(_SupermaskStack):
+    """Transformer encoder of `config.encoder_layers` [`SupermaskEncoderLayer`]s over the shared masked embedding."""
+
+    stack, layer_class = "encoder", SupermaskEncoderLayer
+    _can_record_outputs = {"hidden_states": SupermaskEncoderLayer, "attentions": SupermaskAttention}
 
     @_tracks_score_updates
     @capture_outputs
@@ -265,31 +273,15 @@ class SupermaskEncoder(SupermaskPreTrainedModel):
         return BaseModelOutput(last_hidden_state=hidden_states)
 
 
-class SupermaskDecoder(SupermaskPreTrainedModel):
+class SupermaskDecoder(_SupermaskStack):
     """Transformer decoder of `config.decoder_layers` [`SupermaskDecoderLayer`]s over the shared masked embedding."""
 
+    stack, layer_class = "decoder", SupermaskDecoderLayer
     _can_record_outputs = {
         "hidden_states": SupermaskDecoderLayer,
         "attentions": OutputRecorder(SupermaskAttention, index=1, layer_name="self_attn"),
         "cross_attentions": OutputRecorder(SupermaskAttention, index=1, layer_name="encoder_attn"),
     }
-
-    def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, embed_tokens: MaskedEmbedding):
-        super().__init__(config)
-        self.dropout = config.dropout
-        self.layerdrop = config.decoder_layerdrop
-        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        object.__setattr__(self, "embed_tokens", embed_tokens)
-        object.__setattr__(self, "random_weights", random_weights)
-        self.embed_positions = SupermaskSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
-        self.layers = nn.ModuleList(
-            [SupermaskDecoderLayer(config, random_weights, i) for i in range(config.decoder_layers)]
-        )
-        self.gradient_checkpointing = False
-        self.post_init()
-
-    def get_input_embeddings(self):
-        return self.embed_tokens
 
     @_tracks_score_updates
     @capture_outputs
