@@ -545,7 +545,8 @@ def measure_regeneration(args: BenchmarkArguments, config) -> dict[str, Any]:
 
 def _metric(unit: str, supermask: list[float] | float, marian: list[float] | float | None = None,
             goal: str | None = None, higher_is_better: bool = False, note: str | None = None) -> dict[str, Any]:  # fmt: skip
-    """One row: medians of both models, their ratio (supermask / marian), and whether the goal is met."""
+    """One row: medians of both models, their ratio (supermask / marian), and whether the goal is met (judged on
+    the ratio of the medians; the median of the per-repetition ratios is reported next to it)."""
     runs_s = supermask if isinstance(supermask, list) else [supermask]
     entry: dict[str, Any] = {"unit": unit, "supermask": _median(runs_s)}
     if isinstance(supermask, list):
@@ -556,6 +557,9 @@ def _metric(unit: str, supermask: list[float] | float, marian: list[float] | flo
         if isinstance(marian, list):
             entry["marian_runs"] = runs_m
         entry["ratio"] = entry["supermask"] / entry["marian"] if entry["marian"] else None
+        if isinstance(supermask, list) and isinstance(marian, list) and len(runs_s) == len(runs_m) > 1 and all(runs_m):
+            # Repetition i ran the two models back to back (A B, B A, ...): their ratio cancels slow load changes.
+            entry["paired_ratio_median"] = _median([s / m for s, m in zip(runs_s, runs_m)])
     entry["higher_is_better"] = higher_is_better
     if goal is not None:
         entry["goal"] = goal
@@ -742,22 +746,25 @@ def format_markdown(results: dict[str, Any]) -> str:
         f"at end {machine.get('load_average_at_end')} (the machine is shared: timings are noisy).",
         "",
         f"Medians of {settings['repetitions']} repetitions ({settings['train_repetitions']} training runs per model), "
-        "the two models alternating; ratio = supermask / marian. The Marian model is `export_dense()` of the supermask "
-        "model: a stock `MarianMTModel` of the same shape computing the same function.",
+        "the two models alternating (A B, B A, ...); ratio = supermask / marian, the ratio of the two medians (goals "
+        "are judged on it); paired ratio = the median of the per-repetition ratios (each repetition runs the two "
+        "models back to back, so this one cancels slow changes of the machine's load). The Marian model is "
+        "`export_dense()` of the supermask model: a stock `MarianMTModel` of the same shape computing the same function.",
         "",
         f"Translation lengths: {results['translation_length_note']}",
         "",
     ]
     for shape in results["shapes"]:
-        lines += [f"## {shape['name']}", "", "| metric | supermask | marian | ratio | goal | met |",
-                  "|---|---:|---:|---:|---|---|"]  # fmt: skip
+        lines += [f"## {shape['name']}", "", "| metric | supermask | marian | ratio | paired ratio | goal | met |",
+                  "|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
         for name, entry in shape["metrics"].items():
             unit = entry["unit"]
             marian = _format_number(entry["marian"], unit) if "marian" in entry else ""
             ratio = f"{entry['ratio']:.3f}" if "ratio" in entry else ""
+            paired = f"{entry['paired_ratio_median']:.3f}" if "paired_ratio_median" in entry else ""
             met = {True: "yes", False: "**no**"}.get(entry.get("met"), "")
             lines.append(
-                f"| {name} ({unit}) | {_format_number(entry['supermask'], unit)} | {marian} | {ratio} | "
+                f"| {name} ({unit}) | {_format_number(entry['supermask'], unit)} | {marian} | {ratio} | {paired} | "
                 f"{entry.get('goal', '')} | {met} |"
             )
         sizes = shape["sizes"]

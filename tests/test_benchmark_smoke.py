@@ -68,7 +68,7 @@ def _check_results(results: dict, expected_metrics: set[str]) -> None:
         assert metrics["weights_file_bytes"]["ratio"] < 0.1
         lengths = shape["raw"]["translation"]["beam1"]["mean_generated_tokens_first_batch"]
         assert lengths["supermask"] == lengths["marian"] == 4  # fixed length: min_new_tokens = max_new_tokens
-    assert "| metric | supermask | marian | ratio | goal | met |" in results["markdown"]
+    assert "| metric | supermask | marian | ratio | paired ratio | goal | met |" in results["markdown"]
 
 
 def test_smoke_benchmark_in_process(tmp_path):
