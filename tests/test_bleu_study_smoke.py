@@ -18,9 +18,28 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     assert set(rows) == {"dense", "supermask", "supermask_fixed_embedding"}
     for row in rows.values():
         assert row["test_bleu"] is not None and row["curve"] and row["checkpoint_weights_bytes"] > 0
+        # decoding chosen on validation from the whole grid, and saved with the row's model
+        assert len(row["decoding_validation_bleu"]) == 4 and set(row["decoding"]) == {"no_repeat_ngram_size", "length_penalty"}
+        saved = json.loads((tmp_path / "out" / row["row"] / "generation_config.json").read_text())
+        assert saved["num_beams"] == row["num_beams"] == 2
+        assert saved.get("no_repeat_ngram_size", 0) == row["decoding"]["no_repeat_ngram_size"]
     assert set(rows["supermask"]["learning_rate_probes"]) == {"0.0005", "0.005"}
     assert "supermask_fixed_embedding" in table and (tmp_path / "results" / "bleu_curves.png").stat().st_size > 0
     # a second run resumes: nothing is retrained
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
     main(flags)
     assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+
+
+def test_decoding_grid_is_every_combination():
+    from hf_supermask.study import decoding_grid
+
+    grid = decoding_grid("no_repeat_ngram_size=0,3;length_penalty=1.0,1.5")
+    assert grid == [
+        {"no_repeat_ngram_size": 0, "length_penalty": 1.0},
+        {"no_repeat_ngram_size": 0, "length_penalty": 1.5},
+        {"no_repeat_ngram_size": 3, "length_penalty": 1.0},
+        {"no_repeat_ngram_size": 3, "length_penalty": 1.5},
+    ]
+    assert isinstance(grid[2]["no_repeat_ngram_size"], int)
+    assert decoding_grid("") == [{}]  # one candidate: the model's own settings
