@@ -43,8 +43,11 @@ class StudyArguments:
     num_beams: int = field(default=5, metadata={"help": "Beams for the reported test scores."})
     vocab_size: int = field(default=8000, metadata={"help": "Joint BPE vocabulary, shared by every row."})
     threads: int = field(default=1, metadata={"help": "torch threads (run two rows side by side with 1 each)."})
-    lr_candidates: str = field(default="", metadata={"help": "Per-row learning rates to probe on validation, e.g. "
-                               "'dense=5e-4,1e-3;supermask=5e-4,1e-3'; empty: use each row's default."})  # fmt: skip
+    lr_candidates: str = field(
+        default="",
+        metadata={"help": "Per-row learning rates to probe on validation, e.g. 'dense=5e-4,1e-3;supermask=5e-4,1e-3' "
+                  "(a single rate is used without a probe); rows not named use their default."},
+    )  # fmt: skip
     probe_steps: int = field(default=200, metadata={"help": "Updates per learning-rate probe."})
     decoding_candidates: str = field(
         default="no_repeat_ngram_size=0,3;length_penalty=1.0,1.5",
@@ -111,6 +114,8 @@ def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tupl
         candidates[name.strip()] = [float(v) for v in values.split(",")]
     if row not in candidates:
         return ROWS[row]["learning_rate"], {}
+    if len(candidates[row]) == 1:  # a rate given, not probed (e.g. the one another row's probe chose)
+        return candidates[row][0], {}
     probes = {}
     for rate in candidates[row]:
         out = Path(study.output_dir) / "probes" / f"{row}-lr{rate:g}"
@@ -221,16 +226,19 @@ def write_report(results_dir: Path) -> str:
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
     reference = rows.get("dense", {}).get("test_bleu")
     lines = [
-        "| row | test BLEU | chrF | BLEU / dense | weights file | train time | lr |",
-        "|---|---|---|---|---|---|---|",
+        "| row | test BLEU | chrF | BLEU / dense | weights file | train time | updates | lr (validation loss of probes) "
+        "| decoding (chosen on validation) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in [r for r in ROWS if r in rows]:
         row = rows[name]
         ratio = f"{row['test_bleu'] / reference:.2f}" if reference else "n/a"
+        probes = ", ".join(f"{rate}: {loss:.3f}" for rate, loss in row.get("learning_rate_probes", {}).items())
+        decoding = ", ".join(f"{k}={v}" for k, v in row.get("decoding", {}).items()) or "default"
         lines.append(
             f"| {name} | {row['test_bleu']:.2f} | {row['test_chrf']:.2f} | {ratio} | "
             f"{row['checkpoint_weights_bytes'] / 2**20:.2f} MiB | {row['train_wall_seconds'] / 60:.1f} min | "
-            f"{row['learning_rate']:g} |"
+            f"{row['max_steps']} | {row['learning_rate']:g}{f' ({probes})' if probes else ''} | {decoding} |"
         )
     table = "\n".join(lines)
     (results_dir / "results.md").write_text(table + "\n")
@@ -238,18 +246,21 @@ def write_report(results_dir: Path) -> str:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
 
-        figure = Figure(figsize=(7, 4))
+        figure = Figure(figsize=(11, 4))
         FigureCanvasAgg(figure)
-        axes = figure.add_subplot()
+        by_time, by_step = figure.subplots(1, 2, sharey=True)
         for name, row in rows.items():
-            points = [(p["elapsed_seconds"] / 60, p["eval_bleu"]) for p in row["curve"] if p["elapsed_seconds"]]
-            if points:
-                axes.plot(*zip(*points), marker="o", label=name)
-        axes.set_xlabel("training time (min, 1 thread)")
-        axes.set_ylabel("validation BLEU (greedy)")
-        axes.set_title("Multi30k en-de: validation BLEU against training time")
-        axes.grid(alpha=0.3)
-        axes.legend()
+            timed = [(p["elapsed_seconds"] / 60, p["eval_bleu"]) for p in row["curve"] if p["elapsed_seconds"]]
+            if timed:
+                by_time.plot(*zip(*timed), marker="o", label=name)
+            by_step.plot([p["step"] for p in row["curve"]], [p["eval_bleu"] for p in row["curve"]], marker="o", label=name)
+        by_time.set_xlabel("training time (min, 1 thread, evaluations included)")
+        by_step.set_xlabel("updates")
+        by_time.set_ylabel("validation BLEU (greedy)")
+        for axes in (by_time, by_step):
+            axes.grid(alpha=0.3)
+        by_step.legend()
+        figure.suptitle("Multi30k en-de: validation BLEU during training")
         figure.tight_layout()
         figure.savefig(results_dir / "bleu_curves.png", dpi=110)
     return table

@@ -12,7 +12,7 @@ from conftest import DATA_DIR
 def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     flags = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "out"),
              "--results_dir", str(tmp_path / "results"), "--rows", "dense,supermask,supermask_fixed_embedding",
-             "--lr_candidates", "supermask=5e-4,5e-3"]  # fmt: skip
+             "--lr_candidates", "supermask=5e-4,5e-3;dense=2e-3"]  # fmt: skip
     table = main(flags)
     rows = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")}
     assert set(rows) == {"dense", "supermask", "supermask_fixed_embedding"}
@@ -24,6 +24,8 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
         assert saved["num_beams"] == row["num_beams"] == 2
         assert saved.get("no_repeat_ngram_size", 0) == row["decoding"]["no_repeat_ngram_size"]
     assert set(rows["supermask"]["learning_rate_probes"]) == {"0.0005", "0.005"}
+    assert rows["supermask"]["learning_rate"] in (5e-4, 5e-3)
+    assert rows["dense"]["learning_rate"] == 2e-3 and rows["dense"]["learning_rate_probes"] == {}  # given, not probed
     assert "supermask_fixed_embedding" in table and (tmp_path / "results" / "bleu_curves.png").stat().st_size > 0
     # a second run resumes: nothing is retrained
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
