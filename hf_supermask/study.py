@@ -106,6 +106,16 @@ def _row_flags(study: StudyArguments, row: str, output_dir: Path, tokenizer_dir:
     return flags
 
 
+def _finished_probe_loss(output_dir: Path, steps: int) -> float | None:
+    """The validation loss of a probe that already ran to `steps` updates (probes resume like rows), else None."""
+    try:
+        history = json.loads((output_dir / "log_history.json").read_text())
+        results = json.loads((output_dir / "all_results.json").read_text())
+    except FileNotFoundError:
+        return None
+    return results["eval_loss"] if max(e.get("step", 0) for e in history) == steps else None
+
+
 def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tuple[float, dict[str, float]]:
     """The row's learning rate: its default, or the best validation loss among the candidates after a short probe."""
     candidates = {}
@@ -119,8 +129,10 @@ def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tupl
     probes = {}
     for rate in candidates[row]:
         out = Path(study.output_dir) / "probes" / f"{row}-lr{rate:g}"
-        flags = _row_flags(study, row, out, tokenizer_dir, rate, study.probe_steps, final=False)
-        probes[f"{rate:g}"] = run_translation(*parse_args(flags))["eval_loss"]
+        probes[f"{rate:g}"] = _finished_probe_loss(out, study.probe_steps)
+        if probes[f"{rate:g}"] is None:
+            flags = _row_flags(study, row, out, tokenizer_dir, rate, study.probe_steps, final=False)
+            probes[f"{rate:g}"] = run_translation(*parse_args(flags))["eval_loss"]
     best = min(probes, key=probes.get)
     return float(best), probes
 

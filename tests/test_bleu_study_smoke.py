@@ -31,6 +31,15 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
     main(flags)
     assert before == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
+    # a row rerun reuses its finished learning-rate probes
+    probes = sorted((tmp_path / "out" / "probes").glob("supermask-lr*/all_results.json"))
+    assert len(probes) == 2
+    probe_times = [p.stat().st_mtime_ns for p in probes]
+    (tmp_path / "results" / "supermask.json").unlink()
+    main(flags)
+    assert [p.stat().st_mtime_ns for p in probes] == probe_times
+    rerun = json.loads((tmp_path / "results" / "supermask.json").read_text())
+    assert rerun["learning_rate_probes"] == rows["supermask"]["learning_rate_probes"]
 
 
 def test_decoding_grid_is_every_combination():
