@@ -233,6 +233,26 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
     }
 
 
+def _curve_table(rows: dict[str, dict[str, Any]]) -> list[str]:
+    """Validation BLEU (greedy) of every row at every evaluated update, and each row's ratio to the dense row there:
+    the ratio depends strongly on the budget."""
+    names = [r for r in ROWS if r in rows]
+    curves = {name: {p["step"]: p["eval_bleu"] for p in rows[name]["curve"]} for name in names}
+    steps = sorted({step for curve in curves.values() for step in curve})
+    header = "| updates | " + " | ".join(names) + " |"
+    lines = ["Validation BLEU (greedy) during training, and the ratio to dense at the same update:", "",
+             header, "|---" * (len(names) + 1) + "|"]  # fmt: skip
+    for step in steps:
+        dense = curves.get("dense", {}).get(step)
+        cells = []
+        for name in names:
+            value = curves[name].get(step)
+            ratio = f" ({value / dense:.2f})" if value is not None and dense and name != "dense" else ""
+            cells.append("" if value is None else f"{value:.2f}{ratio}")
+        lines.append(f"| {step} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def write_report(results_dir: Path) -> str:
     """Rebuild the markdown table and the chart from the finished rows' JSON files."""
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
@@ -252,6 +272,7 @@ def write_report(results_dir: Path) -> str:
             f"{row['checkpoint_weights_bytes'] / 2**20:.2f} MiB | {row['train_wall_seconds'] / 60:.1f} min | "
             f"{row['max_steps']} | {row['learning_rate']:g}{f' ({probes})' if probes else ''} | {decoding} |"
         )
+    lines += ["", *_curve_table(rows)]
     table = "\n".join(lines)
     (results_dir / "results.md").write_text(table + "\n")
     if rows:

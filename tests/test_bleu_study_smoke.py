@@ -26,6 +26,7 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     assert set(rows["supermask"]["learning_rate_probes"]) == {"0.0005", "0.005"}
     assert rows["supermask"]["learning_rate"] in (5e-4, 5e-3)
     assert rows["dense"]["learning_rate"] == 2e-3 and rows["dense"]["learning_rate_probes"] == {}  # given, not probed
+    assert "| updates | dense | supermask | supermask_fixed_embedding |" in table  # the curves, side by side
     assert "supermask_fixed_embedding" in table and (tmp_path / "results" / "bleu_curves.png").stat().st_size > 0
     # a second run resumes: nothing is retrained
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
