@@ -224,20 +224,29 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
         "checkpoint_folder_bytes": results.get("checkpoint_folder_bytes"),
         "train_wall_seconds": train_seconds,
         "row_wall_seconds": time.time() - started,
-        "curve": [
+        "curve": _one_point_per_update(
             {"step": e["step"], "elapsed_seconds": e.get("elapsed_seconds"), "eval_bleu": e["eval_bleu"]}
             for e in history
             if "eval_bleu" in e
-        ],
+        ),
         "command": "python scripts/bleu_study.py " + " ".join(f"--{k} {v}" for k, v in vars(study).items() if v),
     }
+
+
+def _one_point_per_update(curve) -> list[dict[str, Any]]:
+    """A curve with one point per update (the final evaluation after training repeats the last step's)."""
+    points = {}
+    for point in curve:
+        points.setdefault(point["step"], point)
+    return [points[step] for step in sorted(points)]
 
 
 def _curve_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     """Validation BLEU (greedy) of every row at every evaluated update, and each row's ratio to the dense row there:
     the ratio depends strongly on the budget."""
     names = [r for r in ROWS if r in rows]
-    curves = {name: {p["step"]: p["eval_bleu"] for p in rows[name]["curve"]} for name in names}
+    curves = {name: {p["step"]: p["eval_bleu"] for p in _one_point_per_update(rows[name]["curve"])}
+              for name in names}
     steps = sorted({step for curve in curves.values() for step in curve})
     header = "| updates | " + " | ".join(names) + " |"
     lines = ["Validation BLEU (greedy) during training, and the ratio to dense at the same update:", "",
@@ -282,11 +291,12 @@ def write_report(results_dir: Path) -> str:
         figure = Figure(figsize=(11, 4))
         FigureCanvasAgg(figure)
         by_time, by_step = figure.subplots(1, 2, sharey=True)
-        for name, row in rows.items():
-            timed = [(p["elapsed_seconds"] / 60, p["eval_bleu"]) for p in row["curve"] if p["elapsed_seconds"]]
+        for name in [r for r in ROWS if r in rows]:
+            curve = _one_point_per_update(rows[name]["curve"])
+            timed = [(p["elapsed_seconds"] / 60, p["eval_bleu"]) for p in curve if p["elapsed_seconds"]]
             if timed:
                 by_time.plot(*zip(*timed), marker="o", label=name)
-            by_step.plot([p["step"] for p in row["curve"]], [p["eval_bleu"] for p in row["curve"]], marker="o", label=name)
+            by_step.plot([p["step"] for p in curve], [p["eval_bleu"] for p in curve], marker="o", label=name)
         by_time.set_xlabel("training time (min, 1 thread, evaluations included)")
         by_step.set_xlabel("updates")
         by_time.set_ylabel("validation BLEU (greedy)")
