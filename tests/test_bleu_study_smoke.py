@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hf_supermask.study import main
+from hf_supermask.study import logit_statistics_main, main
 
 from conftest import DATA_DIR
 
@@ -28,6 +28,12 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     assert rows["dense"]["learning_rate"] == 2e-3 and rows["dense"]["learning_rate_probes"] == {}  # given, not probed
     assert "| updates | dense | supermask | supermask_fixed_embedding |" in table  # the curves, side by side
     assert "supermask_fixed_embedding" in table and (tmp_path / "results" / "bleu_curves.png").stat().st_size > 0
+    # the output-layer statistics: a supermask's last hidden states have the fixed norm sqrt(d_model) (smoke: 32)
+    stats = logit_statistics_main([str(tmp_path / "out" / "supermask"), str(tmp_path / "out" / "dense"),
+                                   "--data_dir", str(DATA_DIR), "--max_pairs", "8"])  # fmt: skip
+    supermask_stats = stats[str(tmp_path / "out" / "supermask")]
+    assert abs(supermask_stats["hidden_norm"] - 32**0.5) < 1e-2
+    assert all(0 < s["mean_gold_probability"] < 1 and s["loss"] > 0 for s in stats.values())
     # a second run resumes: nothing is retrained
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
     main(flags)
