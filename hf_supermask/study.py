@@ -207,7 +207,6 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
     output_dir = Path(study.output_dir) / row
     flags = _row_flags(study, row, output_dir, tokenizer_dir, learning_rate, study.max_steps, final=True)
     results = run_translation(*parse_args(flags))  # the curve: greedy validation BLEU every eval_steps
-    train_seconds = results.get("train_runtime")
     history = json.loads((output_dir / "log_history.json").read_text())
     scores = select_decoding_and_test(study, output_dir)
     return {
@@ -222,13 +221,13 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
         "num_beams": study.num_beams,
         "checkpoint_weights_bytes": results.get("checkpoint_weights_bytes"),
         "checkpoint_folder_bytes": results.get("checkpoint_folder_bytes"),
-        "train_wall_seconds": train_seconds,
+        "train_wall_seconds": results.get("train_runtime"),
         "row_wall_seconds": time.time() - started,
-        "curve": _one_point_per_update(
+        "curve": [
             {"step": e["step"], "elapsed_seconds": e.get("elapsed_seconds"), "eval_bleu": e["eval_bleu"]}
             for e in history
             if "eval_bleu" in e
-        ),
+        ],
         "command": "python scripts/bleu_study.py " + " ".join(f"--{k} {v}" for k, v in vars(study).items() if v),
     }
 
@@ -343,8 +342,6 @@ def main(args: list[str] | None = None) -> str:
     return table
 
 
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 
 @torch.no_grad()
 def output_logit_statistics(model_dir: str | os.PathLike, pairs, max_pairs: int = 300) -> dict[str, float]:
@@ -395,3 +392,6 @@ def logit_statistics_main(args: list[str] | None = None) -> dict[str, dict[str, 
         results[model_dir] = output_logit_statistics(model_dir, validation, parsed.max_pairs)
         print(model_dir, " ".join(f"{k}={v:.3f}" for k, v in results[model_dir].items()))
     return results
+
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
