@@ -1,9 +1,20 @@
 # Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
 """The BLEU study: dense Marian vs supermask variants on Multi30k en->de, one shape and one budget for every row.
 
-Resumable row by row: each finished row writes `<results_dir>/<row>.json` (metrics, curve, timing), which later runs
-skip; the table (`results.md`) and the chart (`bleu_curves.png`) are rebuilt from whatever rows exist. Checkpoints go
-to `<output_dir>` (keep it out of git; the fixed-embedding row reads the dense row's folder from there).
+Two kinds of runs, both resumable:
+
+* **rows** (`--rows`): a full training run per row, then decoding chosen on validation and test_2016_flickr scored.
+  A finished row writes `<results_dir>/<row>.json` (metrics, curve, timing, git commit, full recipe), which later
+  runs skip; an interrupted row resumes from its last Trainer checkpoint (saved at every evaluation).
+* **lever probes** (`--levers`): short runs of a row with one change to its recipe each (plus the unchanged
+  recipe), compared on validation; written to `<results_dir>/levers/<row>.json` and listed in the report.
+
+A recipe is a list of `key=value` settings: keys that are `SupermaskConfig` fields become config overrides (and are
+ignored by the dense row's MarianConfig when they are supermask-only), all others are training flags
+(`label_smoothing_factor=0.1,max_grad_norm=0.5,lr_scheduler_type=inverse_sqrt,output_scale=4`).
+
+The table (`results.md`) and the chart (`bleu_curves.png`) are rebuilt from whatever rows exist. Checkpoints go to
+`<output_dir>` (keep it out of git; the fixed-embedding row reads the dense row's folder from there).
 """
 
 from __future__ import annotations
@@ -48,51 +59,137 @@ class StudyArguments:
         metadata={"help": "Per-row learning rates to probe on validation, e.g. 'dense=5e-4,1e-3;supermask=5e-4,1e-3' "
                   "(a single rate is used without a probe); rows not named use their default."},
     )  # fmt: skip
-    probe_steps: int = field(default=200, metadata={"help": "Updates per learning-rate probe."})
+    probe_steps: int = field(default=200, metadata={"help": "Updates per learning-rate or lever probe."})
     decoding_candidates: str = field(
         default="no_repeat_ngram_size=0,3;length_penalty=1.0,1.5",
         metadata={"help": "Decoding settings tried on validation for every row alike (the grid of all "
                   "combinations, beam `num_beams`); the best validation BLEU decodes the test set and is saved in "
                   "the row's generation_config.json. Empty: the model's defaults."},
     )  # fmt: skip
+    recipe: str = field(
+        default="",
+        metadata={"help": "Settings added to every row's recipe, `key=value,...` (config fields or training flags), "
+                  "e.g. 'label_smoothing_factor=0.1,max_grad_norm=0.5'."},
+    )  # fmt: skip
+    row_recipes: str = field(
+        default="",
+        metadata={"help": "Per-row settings on top of --recipe, `row:key=value,...;row:...`, e.g. "
+                  "'supermask:output_scale=4;dense:adam_beta2=0.98'."},
+    )  # fmt: skip
+    levers: str = field(
+        default="",
+        metadata={"help": "Probe these changes instead of running full rows: `name:key=value,...;name:...`. Each "
+                  "is run for --probe_steps updates on every row of --rows, next to the unchanged recipe "
+                  "('baseline'), and compared on validation."},
+    )  # fmt: skip
     smoke: bool = field(default=False, metadata={"help": "Tiny shape, a few steps: checks the pipeline only."})
 
 
-# Each row: model type, config overrides, default learning rate (Adam; edge-popup scores prefer smaller rates:
-# large ones churn the whole mask within a few steps).
+# Each row: model type, recipe (`key=value,...`), default learning rate (Adam; the rates the first study's probes
+# chose on validation: edge-popup scores prefer larger rates than dense weights here, but churn the whole mask within
+# a few steps beyond 4e-3).
 ROWS: dict[str, dict[str, Any]] = {
-    "dense": {"model_type": "marian", "overrides": "", "learning_rate": 1e-3},
-    "supermask": {"model_type": "supermask", "overrides": "share_layers=True", "learning_rate": 5e-4},
+    "dense": {"model_type": "marian", "recipe": "", "learning_rate": 1e-3},
+    "supermask": {"model_type": "supermask", "recipe": "share_layers=True", "learning_rate": 2e-3},
     "supermask_fixed_embedding": {
         "model_type": "supermask",
-        "overrides": "share_layers=True",
-        "learning_rate": 5e-4,
+        "recipe": "share_layers=True",
+        "learning_rate": 2e-3,
         "embedding_from": "dense",
     },
-    "supermask_unshared": {"model_type": "supermask", "overrides": "share_layers=False", "learning_rate": 5e-4},
+    "supermask_wide": {  # the paper's width (d_model 512), still one random layer per stack
+        "model_type": "supermask",
+        "recipe": "share_layers=True,d_model=512,encoder_ffn_dim=2048,decoder_ffn_dim=2048,"
+        "encoder_attention_heads=8,decoder_attention_heads=8",
+        "learning_rate": 2e-3,
+    },
+    "supermask_unshared": {"model_type": "supermask", "recipe": "share_layers=False", "learning_rate": 2e-3},
     "supermask_signed_constant": {
         "model_type": "supermask",
-        "overrides": "share_layers=True,weight_init=signed_constant",
-        "learning_rate": 5e-4,
+        "recipe": "share_layers=True,weight_init=signed_constant",
+        "learning_rate": 2e-3,
     },
 }
 
 
+def parse_settings(text: str) -> dict[str, str]:
+    """`"a=1,b=x"` -> `{"a": "1", "b": "x"}` (later keys win)."""
+    settings = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, _, value = item.partition("=")
+        if not _:
+            raise ValueError(f"Recipe setting {item!r} is not of the form key=value.")
+        settings[key.strip()] = value.strip()
+    return settings
+
+
+def parse_named(text: str) -> dict[str, str]:
+    """`"a:x=1,y=2;b:z=3"` -> `{"a": "x=1,y=2", "b": "z=3"}` (per-row recipes, levers)."""
+    named = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        name, _, settings = part.partition(":")
+        if not _:
+            raise ValueError(f"{part!r} is not of the form name:key=value,...")
+        named[name.strip()] = settings.strip()
+    return named
+
+
+def row_recipe(study: StudyArguments, row: str, lever: str = "") -> dict[str, str]:
+    """The row's full recipe: shape, row spec, --recipe, --row_recipes, then the lever being probed."""
+    parts = [study.shape, "dropout=0.1", ROWS[row]["recipe"], study.recipe, parse_named(study.row_recipes).get(row, ""), lever]
+    recipe = {}
+    for part in parts:
+        recipe.update(parse_settings(part))
+    return recipe
+
+
+def _recipe_flags(recipe: dict[str, str]) -> list[str]:
+    from .modeling import SupermaskConfig
+
+    config_fields = set(SupermaskConfig.__dataclass_fields__)
+    overrides = ",".join(f"{k}={v}" for k, v in recipe.items() if k in config_fields)
+    flags = ["--config_overrides", overrides] if overrides else []
+    for key, value in recipe.items():
+        if key not in config_fields:
+            flags += [f"--{key}", value]
+    return flags
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        return commit + ("+uncommitted changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def _last_checkpoint(output_dir: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+
+
 def _row_flags(study: StudyArguments, row: str, output_dir: Path, tokenizer_dir: Path, learning_rate: float,
-               max_steps: int, final: bool) -> list[str]:  # fmt: skip
+               max_steps: int, lever: str = "") -> list[str]:  # fmt: skip
+    """Training-script flags of a row (or of a probe of it); the run saves a checkpoint at every evaluation and
+    resumes from the last one when restarted."""
     spec = ROWS[row]
-    overrides = ",".join(part for part in (study.shape, spec["overrides"], "dropout=0.1") if part)
     flags = [
         "--output_dir", str(output_dir), "--model_type", spec["model_type"], "--tokenizer_name", str(tokenizer_dir),
-        "--config_overrides", overrides, "--max_steps", str(max_steps),
+        "--max_steps", str(max_steps),
         "--per_device_train_batch_size", str(study.batch_size), "--per_device_eval_batch_size", "64",
         "--learning_rate", str(learning_rate), "--warmup_steps", str(min(100, max_steps // 10)),
         "--do_train", "--do_eval", "--predict_with_generate", "--eval_strategy", "steps",
-        "--eval_steps", str(study.eval_steps if final else max_steps), "--save_strategy", "no",
+        "--eval_steps", str(min(study.eval_steps, max_steps)), "--save_strategy", "steps",
+        "--save_steps", str(min(study.eval_steps, max_steps)), "--save_total_limit", "1",
         "--logging_steps", str(max(1, study.eval_steps // 5)), "--max_eval_samples", str(study.max_eval_samples),
         "--max_source_length", "64", "--max_target_length", "64", "--seed", "42", "--report_to", "none",
         "--disable_tqdm", "true", "--num_examples", "0", "--num_beams", "1",
     ]  # fmt: skip
+    flags += _recipe_flags(row_recipe(study, row, lever))
     if study.data_dir:
         flags += ["--data_dir", study.data_dir]
     if "embedding_from" in spec:
@@ -103,17 +200,28 @@ def _row_flags(study: StudyArguments, row: str, output_dir: Path, tokenizer_dir:
                 f"{source}. Run that row first (in the same --output_dir)."
             )
         flags += ["--embedding_source", str(source.resolve())]
+    if (checkpoint := _last_checkpoint(output_dir)) is not None:
+        logger.info("Resuming %s from %s", output_dir, checkpoint)
+        flags += ["--resume_from_checkpoint", checkpoint]
     return flags
 
 
-def _finished_probe_loss(output_dir: Path, steps: int) -> float | None:
-    """The validation loss of a probe that already ran to `steps` updates (probes resume like rows), else None."""
+def _finished_probe(output_dir: Path, steps: int) -> dict[str, Any] | None:
+    """The final validation metrics of a probe that already ran to `steps` updates (probes resume like rows)."""
     try:
         history = json.loads((output_dir / "log_history.json").read_text())
         results = json.loads((output_dir / "all_results.json").read_text())
     except FileNotFoundError:
         return None
-    return results["eval_loss"] if max(e.get("step", 0) for e in history) == steps else None
+    return results if max(e.get("step", 0) for e in history) == steps else None
+
+
+def _run_probe(study, row, output_dir, tokenizer_dir, learning_rate, lever="") -> dict[str, Any]:
+    results = _finished_probe(output_dir, study.probe_steps)
+    if results is None:
+        flags = _row_flags(study, row, output_dir, tokenizer_dir, learning_rate, study.probe_steps, lever)
+        results = run_translation(*parse_args(flags))
+    return results
 
 
 def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tuple[float, dict[str, float]]:
@@ -129,10 +237,7 @@ def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tupl
     probes = {}
     for rate in candidates[row]:
         out = Path(study.output_dir) / "probes" / f"{row}-lr{rate:g}"
-        probes[f"{rate:g}"] = _finished_probe_loss(out, study.probe_steps)
-        if probes[f"{rate:g}"] is None:
-            flags = _row_flags(study, row, out, tokenizer_dir, rate, study.probe_steps, final=False)
-            probes[f"{rate:g}"] = run_translation(*parse_args(flags))["eval_loss"]
+        probes[f"{rate:g}"] = _run_probe(study, row, out, tokenizer_dir, rate)["eval_loss"]
     best = min(probes, key=probes.get)
     return float(best), probes
 
@@ -201,11 +306,59 @@ def select_decoding_and_test(study: StudyArguments, output_dir: Path) -> dict[st
     }
 
 
+def probe_levers(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, Any]:
+    """Short runs of `row` with each lever of `--levers` (and without: 'baseline'), compared on validation."""
+    learning_rate, _ = _learning_rate(study, row, tokenizer_dir)
+    levers = {"baseline": "", **parse_named(study.levers)}
+    target = Path(study.results_dir) / "levers" / f"{row}.json"
+    report = json.loads(target.read_text()) if target.exists() else {}
+    for name, lever in levers.items():
+        out = Path(study.output_dir) / "levers" / row / name
+        results = _run_probe(study, row, out, tokenizer_dir, learning_rate, lever)
+        history = json.loads((out / "log_history.json").read_text())
+        report[name] = {
+            "settings": lever,
+            "recipe": row_recipe(study, row, lever),
+            "learning_rate": learning_rate,
+            "updates": study.probe_steps,
+            "eval_loss": results["eval_loss"],
+            "eval_bleu": results.get("eval_bleu"),
+            "train_target_tokens_per_second": results.get("train_target_tokens_per_second"),
+            "train_wall_seconds": _wall_seconds(history),
+            "curve": _curve_points(history),
+            "git_commit": report.get(name, {}).get("git_commit") or _git_commit(),
+        }
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(report, indent=1))  # after every probe: an interrupted run keeps what it did
+    return report
+
+
+def _wall_seconds(history: list[dict[str, Any]]) -> float | None:
+    """Training time with its evaluations, across resumptions (the callback's clock continues when resumed)."""
+    return max((e["elapsed_seconds"] for e in history if e.get("elapsed_seconds")), default=None)
+
+
+def _curve_points(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {"step": e["step"], "elapsed_seconds": e.get("elapsed_seconds"), "eval_bleu": e["eval_bleu"],
+         "eval_loss": e.get("eval_loss")}
+        for e in history
+        if "eval_bleu" in e
+    ]  # fmt: skip
+
+
+def _lever_summary(results_dir: Path, row: str) -> dict[str, Any]:
+    path = results_dir / "levers" / f"{row}.json"
+    probes = json.loads(path.read_text()) if path.exists() else {}
+    return {name: {k: p[k] for k in ("settings", "updates", "eval_loss", "eval_bleu")} for name, p in probes.items()}
+
+
 def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, Any]:
     started = time.time()
     learning_rate, probes = _learning_rate(study, row, tokenizer_dir)
     output_dir = Path(study.output_dir) / row
-    flags = _row_flags(study, row, output_dir, tokenizer_dir, learning_rate, study.max_steps, final=True)
+    flags = _row_flags(study, row, output_dir, tokenizer_dir, learning_rate, study.max_steps)
+    commit = _git_commit()
     results = run_translation(*parse_args(flags))  # the curve: greedy validation BLEU every eval_steps
     history = json.loads((output_dir / "log_history.json").read_text())
     scores = select_decoding_and_test(study, output_dir)
@@ -214,6 +367,8 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
         "model_type": ROWS[row]["model_type"],
         "learning_rate": learning_rate,
         "learning_rate_probes": probes,
+        "recipe": row_recipe(study, row),
+        "git_commit": commit,
         "max_steps": study.max_steps,
         "batch_size": study.batch_size,
         "shape": study.shape,
@@ -221,13 +376,11 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
         "num_beams": study.num_beams,
         "checkpoint_weights_bytes": results.get("checkpoint_weights_bytes"),
         "checkpoint_folder_bytes": results.get("checkpoint_folder_bytes"),
-        "train_wall_seconds": results.get("train_runtime"),
+        "train_wall_seconds": _wall_seconds(history),
+        "train_target_tokens_per_second": results.get("train_target_tokens_per_second"),
         "row_wall_seconds": time.time() - started,
-        "curve": [
-            {"step": e["step"], "elapsed_seconds": e.get("elapsed_seconds"), "eval_bleu": e["eval_bleu"]}
-            for e in history
-            if "eval_bleu" in e
-        ],
+        "curve": _curve_points(history),
+        "lever_probes": _lever_summary(Path(study.results_dir), row),
         "command": "python scripts/bleu_study.py " + " ".join(f"--{k} {v}" for k, v in vars(study).items() if v),
     }
 
@@ -261,6 +414,26 @@ def _curve_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     return lines
 
 
+def _lever_table(results_dir: Path) -> list[str]:
+    """Every lever probe: validation loss and BLEU (greedy) after the probe budget, and the change from the row's
+    baseline probe (the same recipe without the lever, the same budget)."""
+    lines = []
+    for path in sorted((results_dir / "levers").glob("*.json")):
+        probes = json.loads(path.read_text())
+        base = probes.get("baseline", {})
+        if not lines:
+            lines = ["", "Lever probes (validation, greedy BLEU on the curve's pairs; each against the baseline "
+                     "probe of the same row, recipe and budget):", "",
+                     "| row | lever | settings | updates | val loss | val BLEU | loss change | BLEU change |",
+                     "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for name, probe in probes.items():
+            dloss = f"{probe['eval_loss'] - base['eval_loss']:+.3f}" if base and name != "baseline" else ""
+            dbleu = f"{probe['eval_bleu'] - base['eval_bleu']:+.2f}" if base and name != "baseline" else ""
+            lines.append(f"| {path.stem} | {name} | {probe['settings'] or '(row recipe)'} | {probe['updates']} | "
+                         f"{probe['eval_loss']:.3f} | {probe['eval_bleu']:.2f} | {dloss} | {dbleu} |")  # fmt: skip
+    return lines
+
+
 def write_report(results_dir: Path) -> str:
     """Rebuild the markdown table and the chart from the finished rows' JSON files."""
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
@@ -280,7 +453,7 @@ def write_report(results_dir: Path) -> str:
             f"{row['checkpoint_weights_bytes'] / 2**20:.2f} MiB | {row['train_wall_seconds'] / 60:.1f} min | "
             f"{row['max_steps']} | {row['learning_rate']:g}{f' ({probes})' if probes else ''} | {decoding} |"
         )
-    lines += ["", *_curve_table(rows)]
+    lines += ["", *_curve_table(rows), *_lever_table(results_dir)]
     table = "\n".join(lines)
     (results_dir / "results.md").write_text(table + "\n")
     if rows:
@@ -319,9 +492,14 @@ def run_study(study: StudyArguments) -> str:
     results_dir = Path(study.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     tokenizer_dir = _shared_tokenizer(study)
-    for row in [r.strip() for r in study.rows.split(",") if r.strip()]:
+    rows = [r.strip() for r in study.rows.split(",") if r.strip()]
+    for row in rows:
         if row not in ROWS:
             raise ValueError(f"Unknown row {row!r}; rows are {list(ROWS)}.")
+    for row in rows:
+        if study.levers:
+            probe_levers(study, row, tokenizer_dir)
+            continue
         target = results_dir / f"{row}.json"
         if target.exists():
             logger.info("Row %s already done (%s); skipping.", row, target)
@@ -340,58 +518,6 @@ def main(args: list[str] | None = None) -> str:
     table = run_study(study)
     print(table)
     return table
-
-
-
-@torch.no_grad()
-def output_logit_statistics(model_dir: str | os.PathLike, pairs, max_pairs: int = 300) -> dict[str, float]:
-    """Teacher-forced statistics of a translation model's output layer on `pairs` (rows with a `translation` dict).
-
-    They show whether the output softmax can be sharp: a supermask's last hidden states have the fixed norm
-    sqrt(d_model) (LayerNorm without affine parameters) and its embedding rows the norm the random init gives, so its
-    logits are bounded by |h| * |e|, while a dense model learns both norms.
-    """
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    model = AutoModelForSeq2SeqLM.from_pretrained(model_dir).eval()
-    if hasattr(model, "export_dense"):
-        model = model.export_dense().eval()  # a plain MarianMTModel with the same logits
-    rows = [p["translation"] for p in pairs][:max_pairs]
-    batch = tokenizer([r["en"] for r in rows], text_target=[r["de"] for r in rows], padding=True, return_tensors="pt")
-    labels = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-                    output_hidden_states=True)  # fmt: skip
-    kept = labels != -100
-    logits, gold = outputs.logits[kept], labels[kept]
-    gold_logits = logits.gather(1, gold[:, None]).squeeze(1)
-    return {
-        "loss": float(outputs.loss),
-        "mean_gold_probability": float(logits.softmax(-1).gather(1, gold[:, None]).mean()),
-        "gold_logit_above_mean": float((gold_logits - logits.mean(-1)).mean()),
-        "hidden_norm": float(outputs.decoder_hidden_states[-1][kept].norm(dim=-1).mean()),
-        "output_embedding_norm": float(model.get_output_embeddings().weight.norm(dim=-1).mean()),
-    }
-
-
-def logit_statistics_main(args: list[str] | None = None) -> dict[str, dict[str, float]]:
-    """`python scripts/logit_statistics.py FOLDER [FOLDER ...]`: output-layer statistics on 300 validation pairs."""
-    import argparse
-
-    from .data import load_translation_dataset
-
-    parser = argparse.ArgumentParser(description=output_logit_statistics.__doc__.splitlines()[0])
-    parser.add_argument("model_dirs", nargs="+", help="Translation model folders (e.g. outputs/bleu_study/dense).")
-    parser.add_argument("--data_dir", default=None, help="Folder of split.lang files (default: Multi30k).")
-    parser.add_argument("--max_pairs", type=int, default=300, help="Validation pairs (teacher-forced).")
-    parsed = parser.parse_args(args)
-    torch.set_num_threads(1)
-    validation = load_translation_dataset("en", "de", data_dir=parsed.data_dir)["validation"]
-    results = {}
-    for model_dir in parsed.model_dirs:
-        results[model_dir] = output_logit_statistics(model_dir, validation, parsed.max_pairs)
-        print(model_dir, " ".join(f"{k}={v:.3f}" for k, v in results[model_dir].items()))
-    return results
 
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

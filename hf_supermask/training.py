@@ -136,6 +136,16 @@ class SupermaskTrainingCallback(TrainerCallback):
         self._start = None
         self._offset = 0.0
         self._previous_masks: torch.Tensor | None = None
+        self._step_start: float | None = None
+        self.train_step_seconds = 0.0  # forward, backward and optimizer only (no evaluation, no data loading)
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_start is not None:
+            self.train_step_seconds += time.perf_counter() - self._step_start
+            self._step_start = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._start = time.perf_counter()
@@ -246,9 +256,28 @@ def build_optimizer(model, training_args: Seq2SeqTrainingArguments, supermask_ar
     return optimizer_cls(groups, **{k: v for k, v in optimizer_kwargs.items() if k != "lr"})
 
 
-def compute_token_loss(outputs, labels, num_items_in_batch=None):
-    """One loss for both model types: token cross-entropy over the whole (accumulated, all-process) batch."""
-    return token_cross_entropy(outputs["logits"], labels, num_items_in_batch)
+class TokenLoss:
+    """The Trainer's `compute_loss_func`, one loss for both model types: token cross-entropy over the whole
+    (accumulated, all-process) batch.
+
+    `label_smoothing` (`--label_smoothing_factor`) applies to the training objective only (grad enabled): evaluation
+    reports the plain negative log-likelihood, so that runs with and without smoothing compare. Training target tokens
+    are counted, for throughput figures.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+        self.train_target_tokens = 0
+
+    def __call__(self, outputs, labels, num_items_in_batch=None):
+        training = torch.is_grad_enabled()
+        if training:
+            self.train_target_tokens += int((labels != -100).sum())
+        smoothing = self.label_smoothing if training else 0.0
+        return token_cross_entropy(outputs["logits"], labels, num_items_in_batch, label_smoothing=smoothing)
+
+
+compute_token_loss = TokenLoss()  # without smoothing
 
 
 def folder_bytes(path: str | os.PathLike, pattern: str = "*") -> int:
@@ -356,6 +385,8 @@ def run_translation(
     # the mask-only output folder with our card, uploaded once at the end.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
+    token_loss = TokenLoss(training_args.label_smoothing_factor)
+    timing = SupermaskTrainingCallback()
     compute_metrics = make_compute_metrics(tokenizer) if training_args.predict_with_generate else None
     optimizer = build_optimizer(model, training_args, supermask_args)
     trainer = Seq2SeqTrainer(
@@ -366,9 +397,9 @@ def run_translation(
         processing_class=tokenizer,
         data_collator=collator,
         compute_metrics=compute_metrics,
-        compute_loss_func=compute_token_loss,
+        compute_loss_func=token_loss,
         optimizers=(optimizer, None),
-        callbacks=[SupermaskTrainingCallback(), *(callbacks or [])],
+        callbacks=[timing, *(callbacks or [])],
     )
 
     if is_supermask:
@@ -381,6 +412,10 @@ def run_translation(
         train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
         results.update(train_result.metrics)
         results["train_wall_seconds"] = train_result.metrics.get("train_runtime")
+        if timing.train_step_seconds:
+            # Of this process's run (a resumed run counts from where it resumed).
+            results["train_step_seconds"] = timing.train_step_seconds
+            results["train_target_tokens_per_second"] = token_loss.train_target_tokens / timing.train_step_seconds
     model = trainer.model
     if is_supermask:
         model.save_scores = False  # the published folder is mask-only

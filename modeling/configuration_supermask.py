@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import math
+
 from huggingface_hub.dataclasses import strict
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 
-from .random_weights import GENERATOR_VERSION, SCORE_INITS, WEIGHT_INITS
+from .random_weights import ATTENTION_INITS, GENERATOR_VERSION, SCORE_INITS, WEIGHT_INITS
 
 
 # Checkpoints ship `pipeline_translation.py` next to config.json and name it in `custom_pipelines`, so that remote-code
@@ -97,6 +99,20 @@ class SupermaskConfig(PreTrainedConfig):
             `"kaiming_uniform"` U(+-sqrt(6/fan_in)), `"kaiming_normal"` N(0, 2/fan_in) (Irwin-Hall, see
             `random_weights.py`), `"xavier_uniform"` U(+-sqrt(6/(fan_in+fan_out))), `"signed_constant"`
             +-sqrt(2/fan_in). fan_in is in_features for linears and d_model for the embedding.
+        attention_init (`str`, *optional*, defaults to `"weight_init"`):
+            `"weight_init"`: the attention projections are drawn like every other tensor. `"fairseq"`: the reference
+            code's attention init, q/k/v Xavier-uniform with gain 1/sqrt(2) and out_proj Xavier-uniform (feed-forward
+            and embedding keep `weight_init`).
+        embedding_scale (`float`, *optional*, defaults to 1.0):
+            Constant multiplying the embedding (random, or taken from `embedding_source`) once it is generated or
+            loaded; part of `weights_sha256`. 1/sqrt(density) gives a masked embedding row the expected norm of an
+            unmasked one (what the reference code does for a fixed embedding). The embedding is tied, so this scales
+            the inputs and the output logits alike.
+        output_scale (`float`, *optional*, defaults to 1.0):
+            Fixed multiplier of the output logits, never learned (the checkpoint stays seed + masks). Affine-free
+            LayerNorm pins the last hidden state's norm at sqrt(d_model), so every logit is bounded by
+            sqrt(d_model) * |embedding row| and a random embedding cannot give a sharp softmax; a scale > 1 lifts
+            that bound. `export_dense` folds it into the last decoder layer's LayerNorm weight (same logits).
         scale_fan (`bool`, *optional*, defaults to `False`):
             Multiply fans by `density` (edge-popup's `--scale-fan`), keeping the masked layer's output variance.
         score_init (`str`, *optional*, defaults to `"kaiming_uniform"`):
@@ -171,6 +187,9 @@ class SupermaskConfig(PreTrainedConfig):
     density: float | int = 0.5
     weight_init: str = "kaiming_uniform"
     scale_fan: bool = False
+    attention_init: str = "weight_init"
+    embedding_scale: float | int = 1.0
+    output_scale: float | int = 1.0
     score_init: str = "kaiming_uniform"
     share_layers: bool = True
     generator_version: int = GENERATOR_VERSION
@@ -221,6 +240,12 @@ class SupermaskConfig(PreTrainedConfig):
             )
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"`weight_init` must be one of {list(WEIGHT_INITS)}, got {self.weight_init!r}.")
+        if self.attention_init not in ATTENTION_INITS:
+            raise ValueError(f"`attention_init` must be one of {list(ATTENTION_INITS)}, got {self.attention_init!r}.")
+        for name in ("embedding_scale", "output_scale"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.")
         if self.score_init not in SCORE_INITS:
             raise ValueError(f"`score_init` must be one of {list(SCORE_INITS)}, got {self.score_init!r}.")
         if self.activation_function not in ACT2FN:

@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .binarizers import MaskedWeightProduct, num_kept, pack_mask, packed_size, scores_for_mask, topk_mask, unpack_mask
-from .random_weights import fingerprint, generate_initial_scores, generate_weight
+from .random_weights import fingerprint, generate_initial_scores, generate_weight, init_of
 
 
 class SupermaskRandomWeights(nn.Module):
@@ -38,6 +38,7 @@ class SupermaskRandomWeights(nn.Module):
         shapes: dict[str, tuple[int, int]],
         padding_rows: dict[str, int] | None = None,
         external: dict[str, tuple[str, str | None]] | None = None,
+        scales: dict[str, float] | None = None,
     ):
         super().__init__()
         self.seed = config.seed
@@ -45,9 +46,12 @@ class SupermaskRandomWeights(nn.Module):
         self.score_init = config.score_init
         self.density = config.density
         self.scale_fan = config.scale_fan
+        self.attention_init = config.attention_init
         self.shapes = dict(shapes)
         # Rows set to zero after generation (the padding token's embedding, as the reference code does).
         self.padding_rows = dict(padding_rows or {})
+        # Tensors multiplied by a constant once generated or loaded (`embedding_scale`); part of the fingerprint.
+        self.scales = {name: scale for name, scale in (scales or {}).items() if scale != 1.0}
         # Tensors taken from another checkpoint instead of generated: {name: (source, expected sha256 or None)}.
         self.external = dict(external or {})
         self.external_sha256: dict[str, str] = {}
@@ -72,7 +76,10 @@ class SupermaskRandomWeights(nn.Module):
             weight = load_external_tensor(*self.external[name], self.shapes[name])
             self.external_sha256[name] = tensor_sha256(weight)
         else:
-            weight = generate_weight(self.seed, name, self.shapes[name], self.weight_init, self.density, self.scale_fan)
+            law, gain = init_of(name, self.weight_init, self.attention_init)
+            weight = generate_weight(self.seed, name, self.shapes[name], law, self.density, self.scale_fan, gain)
+        if name in self.scales:
+            weight.mul_(self.scales[name])
         if name in self.padding_rows:
             weight[self.padding_rows[name]] = 0.0
         return weight

@@ -355,7 +355,11 @@ class SupermaskModel(SupermaskPreTrainedModel):
         if config.embedding_source is not None:
             external[EMBEDDING] = (config.embedding_source, config.embedding_sha256)
         self.random_weights = SupermaskRandomWeights(
-            config, random_weight_shapes(config), padding_rows={EMBEDDING: config.pad_token_id}, external=external
+            config,
+            random_weight_shapes(config),
+            padding_rows={EMBEDDING: config.pad_token_id},
+            external=external,
+            scales={EMBEDDING: config.embedding_scale},
         )
         # An unmasked (fixed) embedding keeps every entry: density 1, scores frozen.
         embedding_density = config.density if config.mask_embedding else 1.0
@@ -509,6 +513,8 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
             **kwargs,
         )
         logits = self.model.shared.project(outputs.last_hidden_state)
+        if self.config.output_scale != 1.0:
+            logits = logits * self.config.output_scale
         loss = None
         if labels is not None:
             loss = token_cross_entropy(logits, labels, num_items_in_batch)
@@ -634,12 +640,14 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         """A stock `transformers.MarianMTModel` with the masks folded into dense weights (same logits and outputs).
 
         Marian has no bias-free linears and no affine-free LayerNorm, so biases are zero, LayerNorms are the
-        identity affine map, and `final_logits_bias` is zero. The result needs no hf_supermask code.
+        identity affine map (but the last decoder one, whose weight is `output_scale`), and `final_logits_bias` is
+        zero. The result needs no hf_supermask code.
         """
         from transformers import MarianMTModel
 
         dense = MarianMTModel(marian_config_for(self.config))
         state = {}
+        last_norm = f"model.decoder.layers.{self.config.decoder_layers - 1}.final_layer_norm.weight"
         for name, module in self.named_modules():
             if isinstance(module, MaskedWeight):
                 weight = (module.weight * module.current_mask().to(module.weight.dtype)).float()
@@ -650,7 +658,9 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         for key, value in dense.state_dict().items():
             if key in state or not key.startswith("model.") and key != "final_logits_bias":
                 continue
-            if key.endswith("layer_norm.weight"):
+            if key == last_norm:  # logits = output_scale * (h @ E^T): the scale moves into the last LayerNorm
+                state[key] = torch.full_like(value, self.config.output_scale)
+            elif key.endswith("layer_norm.weight"):
                 state[key] = torch.ones_like(value)
             elif key.endswith(".bias") or key == "final_logits_bias":
                 state[key] = torch.zeros_like(value)
@@ -738,13 +748,16 @@ def _validate_checkpoint_files(source, kwargs: dict) -> None:
             )
 
 
-def token_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None) -> torch.Tensor:
+def token_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0
+) -> torch.Tensor:
     """Mean token cross-entropy (labels == -100 ignored); a sum over `num_items_in_batch` tokens when given."""
     labels = labels.to(logits.device)
+    flat_logits, flat_labels = logits.float().view(-1, logits.size(-1)), labels.view(-1)
     if num_items_in_batch is None:
-        return nn.functional.cross_entropy(logits.float().view(-1, logits.size(-1)), labels.view(-1))
+        return nn.functional.cross_entropy(flat_logits, flat_labels, label_smoothing=label_smoothing)
     loss = nn.functional.cross_entropy(
-        logits.float().view(-1, logits.size(-1)), labels.view(-1), ignore_index=-100, reduction="sum"
+        flat_logits, flat_labels, ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
     )
     if torch.is_tensor(num_items_in_batch):
         num_items_in_batch = num_items_in_batch.to(loss.device)

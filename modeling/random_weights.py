@@ -33,6 +33,7 @@ GENERATOR_VERSION = 1
 
 WEIGHT_INITS = ("kaiming_uniform", "kaiming_normal", "xavier_uniform", "signed_constant")
 SCORE_INITS = ("kaiming_uniform", "constant")
+ATTENTION_INITS = ("weight_init", "fairseq")
 
 _UNIFORM_BITS = 24  # a float32 mantissa's worth of randomness per uniform draw
 _UNIFORM_SCALE = float(2**_UNIFORM_BITS)
@@ -88,6 +89,18 @@ def _fan(shape: tuple[int, ...], density: float, scale_fan: bool) -> tuple[float
     return fan_in, fan_out
 
 
+def init_of(name: str, weight_init: str, attention_init: str = "weight_init") -> tuple[str, float]:
+    """(law, gain) of the tensor `name`: `weight_init` with gain 1, unless `attention_init="fairseq"` gives the
+    attention projections fairseq's init (the paper's code): q/k/v Xavier-uniform with gain 1/sqrt(2), out_proj
+    Xavier-uniform."""
+    if attention_init == "fairseq":
+        if name.endswith(("/q_proj", "/k_proj", "/v_proj")):
+            return "xavier_uniform", 1.0 / math.sqrt(2.0)
+        if name.endswith("/out_proj"):
+            return "xavier_uniform", 1.0
+    return weight_init, 1.0
+
+
 def generate_weight(
     seed: int,
     name: str,
@@ -95,24 +108,26 @@ def generate_weight(
     weight_init: str,
     density: float = 1.0,
     scale_fan: bool = False,
+    gain: float = 1.0,
 ) -> torch.Tensor:
     """The frozen random float32 weight `name` of a model with this seed. Deterministic bit for bit.
 
     `shape` is (out_features, in_features) for linears and (vocab_size, d_model) for the embedding; in both
     cases fan_in is the second dimension. The ReLU gain is used throughout, as edge-popup and the one-layer
     paper do: kaiming_uniform is U(+-sqrt(6 / fan_in)), kaiming_normal N(0, 2 / fan_in), signed_constant
-    +-sqrt(2 / fan_in), xavier_uniform U(+-sqrt(6 / (fan_in + fan_out))).
+    +-sqrt(2 / fan_in), xavier_uniform U(+-sqrt(6 / (fan_in + fan_out))); every bound is multiplied by `gain`
+    (x * 1.0 is exact, so gain 1 reproduces the tensors of earlier releases bit for bit).
     """
     count = math.prod(shape)
     fan_in, fan_out = _fan(shape, density, scale_fan)
     if weight_init == "kaiming_uniform":
-        values = symmetric_uniform(seed, name, count) * math.sqrt(6.0 / fan_in)
+        values = symmetric_uniform(seed, name, count) * (math.sqrt(6.0 / fan_in) * gain)
     elif weight_init == "kaiming_normal":
-        values = irwin_hall_normal(seed, name, count) * math.sqrt(2.0 / fan_in)
+        values = irwin_hall_normal(seed, name, count) * (math.sqrt(2.0 / fan_in) * gain)
     elif weight_init == "xavier_uniform":
-        values = symmetric_uniform(seed, name, count) * math.sqrt(6.0 / (fan_in + fan_out))
+        values = symmetric_uniform(seed, name, count) * (math.sqrt(6.0 / (fan_in + fan_out)) * gain)
     elif weight_init == "signed_constant":
-        values = random_signs(seed, name, count) * math.sqrt(2.0 / fan_in)
+        values = random_signs(seed, name, count) * (math.sqrt(2.0 / fan_in) * gain)
     else:
         raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}.")
     # float64 -> float32 is a single correctly rounded conversion.

@@ -4,8 +4,8 @@
     python scripts/logit_statistics.py outputs/bleu_study/dense outputs/bleu_study/supermask
 """
 
-from hf_supermask.study import logit_statistics_main
+from hf_supermask.logit_statistics import main
 
 
 if __name__ == "__main__":
-    logit_statistics_main()
+    main()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from hf_supermask.study import logit_statistics_main, main
+from hf_supermask.logit_statistics import main as logit_statistics_main
+from hf_supermask.study import main
 
 from conftest import DATA_DIR
 
@@ -61,3 +62,48 @@ def test_decoding_grid_is_every_combination():
     ]
     assert isinstance(grid[2]["no_repeat_ngram_size"], int)
     assert decoding_grid("") == [{}]  # one candidate: the model's own settings
+
+
+def test_lever_probes_and_resume_inside_a_row(tmp_path):
+    """Lever probes run next to a baseline and land in the report; an interrupted row resumes from its checkpoint."""
+    base = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "out"),
+            "--results_dir", str(tmp_path / "results"), "--rows", "supermask"]  # fmt: skip
+    levers = "logits_x4:output_scale=4;smoothing:label_smoothing_factor=0.1,max_grad_norm=0.5"
+    table = main([*base, "--levers", levers, "--recipe", "adam_beta2=0.98"])
+    probes = json.loads((tmp_path / "results" / "levers" / "supermask.json").read_text())
+    assert set(probes) == {"baseline", "logits_x4", "smoothing"}
+    assert probes["logits_x4"]["recipe"]["output_scale"] == "4" and "output_scale" not in probes["baseline"]["recipe"]
+    assert all(p["recipe"]["adam_beta2"] == "0.98" for p in probes.values())  # --recipe applies to every probe
+    saved = json.loads((tmp_path / "out" / "levers" / "supermask" / "logits_x4" / "config.json").read_text())
+    assert saved["output_scale"] == 4.0
+    assert probes["smoothing"]["train_target_tokens_per_second"] > 0
+    assert "| supermask | logits_x4 | output_scale=4 |" in table
+    assert not (tmp_path / "results" / "supermask.json").exists()  # probing does not run the row
+
+    # A row interrupted after its first checkpoint continues from it with the same command.
+    from hf_supermask import study as study_module
+
+    calls = []
+    real = study_module.run_translation
+
+    def interrupted(*args, **kwargs):
+        calls.append(args[3].resume_from_checkpoint)
+        if len(calls) == 1:
+            args[3].max_steps = 2  # stop after the first evaluation's checkpoint, as a killed run would
+            real(*args, **kwargs)
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    study_module.run_translation = interrupted
+    try:
+        try:
+            main(base)
+        except KeyboardInterrupt:
+            pass
+        main(base)
+    finally:
+        study_module.run_translation = real
+    assert calls[0] is None and calls[1].endswith("checkpoint-2")
+    row = json.loads((tmp_path / "results" / "supermask.json").read_text())
+    assert [p["step"] for p in row["curve"]][-1] == 4 and row["git_commit"]
+    assert set(row["lever_probes"]) == {"baseline", "logits_x4", "smoothing"}
