@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import transformers
+from torch import nn
 from transformers import (
     AutoConfig,
     AutoModelForSeq2SeqLM,
@@ -35,7 +36,7 @@ from transformers import (
 from .data import load_translation_dataset, make_preprocess_function, select_max_samples
 from .metrics import make_compute_metrics
 from .modeling import SupermaskConfig, SupermaskForConditionalGeneration
-from .modeling.modeling_supermask import marian_config_for, token_cross_entropy
+from .modeling.modeling_supermask import marian_config_for
 from .tokenization import train_tokenizer_on_dataset
 
 
@@ -202,7 +203,7 @@ def build_config(model_args: ModelArguments, supermask_args: SupermaskArguments,
         )
     if tokenizer.model_max_length > config.max_position_embeddings:
         tokenizer.model_max_length = config.max_position_embeddings
-    config.validate_supermask_fields()
+    config.check_supermask_fields()
     return config
 
 
@@ -270,11 +271,20 @@ class TokenLoss:
         self.train_target_tokens = 0
 
     def __call__(self, outputs, labels, num_items_in_batch=None):
+        from transformers.loss.loss_utils import fixed_cross_entropy
+
         training = torch.is_grad_enabled()
         if training:
             self.train_target_tokens += int((labels != -100).sum())
-        smoothing = self.label_smoothing if training else 0.0
-        return token_cross_entropy(outputs["logits"], labels, num_items_in_batch, label_smoothing=smoothing)
+        logits = outputs["logits"]
+        flat_logits, flat_labels = logits.float().view(-1, logits.size(-1)), labels.to(logits.device).view(-1)
+        if not (training and self.label_smoothing):
+            return fixed_cross_entropy(flat_logits, flat_labels, num_items_in_batch)
+        loss = nn.functional.cross_entropy(
+            flat_logits, flat_labels, ignore_index=-100, reduction="sum", label_smoothing=self.label_smoothing
+        )
+        count = num_items_in_batch if num_items_in_batch is not None else (flat_labels != -100).sum()
+        return loss / (count.to(loss.device) if torch.is_tensor(count) else count)
 
 
 compute_token_loss = TokenLoss()  # without smoothing
@@ -345,7 +355,8 @@ def run_translation(
         model = build_model(model_args, config)
     if data_args.num_beams is not None:
         model.generation_config.num_beams = data_args.num_beams
-    model.generation_config.max_length = data_args.max_target_length
+    # Never longer than the position table: the saved length must be one the model can generate.
+    model.generation_config.max_length = min(data_args.max_target_length, config.max_position_embeddings)
     if is_supermask:
         # Only the main process's checkpoints matter, and every process regenerates the same weights:
         # broadcasting the (large, frozen) random-weight buffers every step would be pure overhead.

@@ -41,25 +41,13 @@ def topk_mask(magnitudes: torch.Tensor, k: int) -> torch.Tensor:
     return torch.from_numpy(mask).view(magnitudes.shape)
 
 
-class StraightThroughMask(torch.autograd.Function):
-    """Forward: the given 0/1 mask (a top-k of `magnitudes`). Backward: the gradient passes to `magnitudes` unchanged."""
-
-    @staticmethod
-    def forward(ctx, magnitudes: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return mask.to(magnitudes.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_output: torch.Tensor):
-        return grad_output, None
-
-
 class MaskedWeightProduct(torch.autograd.Function):
-    """`weight * mask` with the gradient of `weight * StraightThroughMask.apply(scores.abs(), mask)` for the scores.
+    """`weight * mask`, with edge-popup's straight-through gradient for the scores: the gradient of the product with
+    respect to the mask, passed through the top-k unchanged, then through `abs` (times sgn(scores)).
 
-    The same numbers, in one Function: the two-step form allocates |scores| and a float copy of the mask for every
-    tensor at every training forward (twice the size of the model, only to be freed again), this one only the
-    product. Backward computes exactly what autograd did through mul, the straight-through step and abs:
-    (grad * weight) * sgn(scores).
+    One Function rather than mul, a straight-through step and abs: those would allocate |scores| and a float copy of
+    the mask for every tensor at every training forward (twice the size of the model, only to be freed again).
+    Backward: (grad * weight) * sgn(scores).
     """
 
     @staticmethod
@@ -93,30 +81,32 @@ def packed_size(shape: tuple[int, ...]) -> int:
 
 @torch.no_grad()
 def scores_for_mask(initial_scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Scores whose top-k is exactly `mask`, built from the seed's initial scores.
+    """Scores whose top-k is exactly `mask`, built from the seed's initial scores in linear time.
 
-    Scores of the form {1, 0} would freeze a loaded mask (every kept score far above every dropped one), so we
-    keep the initial scores' distribution and signs and only re-deal the magnitudes: the k largest go to the
-    kept positions, the rest to the dropped ones, each group in the order of its own initial magnitudes.
-    Fine-tuning from a loaded checkpoint therefore starts as close to the mask's decision boundary as
-    training from scratch does.
+    Scores of the form {1, 0} would freeze a loaded mask (every kept score far above every dropped one), so we keep
+    the initial scores' signs and their magnitudes, and only move the magnitudes that are on the wrong side: each
+    kept position outside the initial top-k swaps magnitudes with a dropped position inside it (in index order; the
+    two sets have the same size). Fine-tuning from a loaded checkpoint therefore starts as close to the mask's
+    decision boundary as training from scratch does.
     """
-    flat = initial_scores.reshape(-1).float()
-    kept = mask.reshape(-1).to(flat.device)
-    k = int(torch.count_nonzero(kept))
-    magnitudes = flat.abs()
-    # ONE stable sort, by magnitude descending (ties by index): the bit patterns of non-negative float32 values
-    # order like the values, and integer keys get torch's radix sort (about 5x faster than a float sort).
-    order = torch.argsort(-magnitudes.view(torch.int32), stable=True)
-    sorted_magnitudes = magnitudes[order]
-    top, rest = sorted_magnitudes[:k], sorted_magnitudes[k:]
-    if k and rest.numel() and bool(top[-1] <= rest[0]):
-        # A tie at the boundary would make the top-k ambiguous: lift the kept group by one ulp.
-        top = torch.clamp(top, min=torch.nextafter(rest[0], torch.tensor(float("inf"))))
-    # The kept (dropped) positions, in the order of their own magnitudes, are the kept (dropped) entries of `order`.
-    kept_in_order = kept[order]
-    new = torch.empty_like(flat)
-    new[order[kept_in_order]] = top
-    new[order[~kept_in_order]] = rest
-    signs = torch.where(flat < 0, -1.0, 1.0)
-    return (new * signs).view(initial_scores.shape)
+    values = initial_scores.detach().reshape(-1).float().cpu().numpy()
+    kept = mask.detach().reshape(-1).cpu().numpy().astype(bool, copy=False)
+    k = int(np.count_nonzero(kept))
+    magnitudes = np.abs(values)
+    if k in (0, magnitudes.size):
+        return initial_scores.detach().float().clone()
+    threshold = np.partition(magnitudes, magnitudes.size - k)[magnitudes.size - k]  # the k-th largest
+    # Entries equal to the threshold may stay where they are: the kept ones among them are lifted above it below.
+    rise = np.flatnonzero(kept & (magnitudes < threshold))  # kept, but below the initial top-k
+    fall = np.flatnonzero(~kept & (magnitudes > threshold))  # dropped, but inside it
+    # Swap magnitudes pairwise; entries equal to the threshold can make one side longer: its unpaired entries are
+    # given the threshold itself.
+    pairs = min(rise.size, fall.size)
+    new = magnitudes.copy()
+    new[rise[:pairs]], new[fall[:pairs]] = magnitudes[fall[:pairs]], magnitudes[rise[:pairs]]
+    new[rise[pairs:]] = threshold
+    new[fall[pairs:]] = threshold
+    at_threshold = np.flatnonzero(new == threshold)
+    # Kept entries equal to the threshold go one ulp above it: the top-k is then unambiguous.
+    new[at_threshold[kept[at_threshold]]] = np.nextafter(threshold, np.float32(np.inf), dtype=np.float32)
+    return torch.from_numpy(np.copysign(new, values)).view(initial_scores.shape)

@@ -5,11 +5,25 @@ from __future__ import annotations
 
 import math
 
+import transformers
 from huggingface_hub.dataclasses import strict
+from packaging.version import Version
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 
 from .random_weights import ATTENTION_INITS, GENERATOR_VERSION, SCORE_INITS, WEIGHT_INITS
+
+
+# This code relies on transformers internals (`output_capturing`, `masking_utils`, Marian's layer forwards) of the
+# tested releases. Remote-code users never see the package's version pin, so it is checked here, on import.
+TESTED_TRANSFORMERS = (Version("5.23.0"), Version("5.24.0"))  # [lowest, first untested)
+if not TESTED_TRANSFORMERS[0] <= Version(transformers.__version__) < TESTED_TRANSFORMERS[1]:
+    raise ImportError(
+        f"The supermask model code is tested with transformers >={TESTED_TRANSFORMERS[0]},<{TESTED_TRANSFORMERS[1]}, "
+        f"but transformers {transformers.__version__} is installed. Install a tested release "
+        f"(pip install 'transformers>={TESTED_TRANSFORMERS[0]},<{TESTED_TRANSFORMERS[1]}') or an hf_supermask release "
+        "made for yours."
+    )
 
 
 # Checkpoints ship `pipeline_translation.py` next to config.json and name it in `custom_pipelines`, so that remote-code
@@ -207,7 +221,7 @@ class SupermaskConfig(PreTrainedConfig):
         if self.mask_embedding is None:
             self.mask_embedding = self.embedding_source is None
         # Checked here rather than in a `@strict` class validator, which would wrap the ValueError in its own type.
-        self.validate_supermask_fields()
+        self.check_supermask_fields()
         super().__post_init__(**kwargs)
 
     @property
@@ -224,8 +238,10 @@ class SupermaskConfig(PreTrainedConfig):
     def custom_pipelines(self, value: dict) -> None:
         self.__dict__["custom_pipelines"] = value
 
-    def validate_supermask_fields(self):
-        """Raise a ValueError that names the field and the values it accepts, for the first invalid field."""
+    def check_supermask_fields(self):
+        """Raise a ValueError that names the field and the values it accepts, for the first invalid field.
+
+        (Not named `validate_*`: `@strict` would run it a second time, as a class validator.)"""
         for name in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim",
                      "decoder_ffn_dim", "max_position_embeddings", "encoder_attention_heads",
                      "decoder_attention_heads"):  # fmt: skip
@@ -234,7 +250,7 @@ class SupermaskConfig(PreTrainedConfig):
         for name in ("encoder_attention_heads", "decoder_attention_heads"):
             if self.d_model % getattr(self, name):
                 raise ValueError(f"`d_model` ({self.d_model}) must be a multiple of `{name}` ({getattr(self, name)}).")
-        if not 0.0 < self.density <= 1.0:
+        if isinstance(self.density, bool) or not 0.0 < self.density <= 1.0:
             raise ValueError(
                 f"`density` is the fraction of weights KEPT and must satisfy 0 < density <= 1, got {self.density}."
             )
@@ -252,7 +268,7 @@ class SupermaskConfig(PreTrainedConfig):
             raise ValueError(
                 f"`activation_function` must be one of {sorted(ACT2FN)}, got {self.activation_function!r}."
             )
-        if not isinstance(self.seed, int) or self.seed < 0:
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ValueError(f"`seed` must be a non-negative integer, got {self.seed!r}.")
         if self.generator_version != GENERATOR_VERSION:
             raise ValueError(
@@ -263,8 +279,13 @@ class SupermaskConfig(PreTrainedConfig):
         for name in ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop", "decoder_layerdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
-        if not 0 <= self.pad_token_id < self.vocab_size:
-            raise ValueError(f"`pad_token_id` must be in [0, vocab_size), got {self.pad_token_id}.")
+        for name in ("pad_token_id", "decoder_start_token_id", "eos_token_id", "forced_eos_token_id"):
+            value = getattr(self, name)
+            for token_id in value if isinstance(value, list) else [value]:
+                if token_id is not None and (isinstance(token_id, bool) or not 0 <= token_id < self.vocab_size):
+                    raise ValueError(
+                        f"`{name}` must be a token id in [0, vocab_size={self.vocab_size}), got {value!r}."
+                    )
 
 
 __all__ = ["SupermaskConfig"]

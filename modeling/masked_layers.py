@@ -4,22 +4,37 @@
 Layout (peft-style: the tiny trainable state next to a declared, regenerated base):
 
 * `SupermaskRandomWeights` owns every frozen random tensor as a non-persistent buffer (never saved) and
-  regenerates them from the seed. With `share_layers`, one tensor serves every layer of a stack, so storage is
-  shared by construction and survives `.to()` (there is one buffer, not one per layer).
-* `MaskedWeight` (and its `MaskedLinear` / `MaskedEmbedding` forms) owns one tensor's trainable `scores` and its
-  persistent packed `mask` (uint8, numpy.packbits layout): the only thing a checkpoint stores. Layers reach
-  their random weight through a plain reference to the owner, which is not registered as a submodule.
+  regenerates them from the seed. It is ONE module registered under every masked layer (and the model), so that
+  `.to()`, casts, `deepcopy` and `nn.DataParallel` replication, which all map modules by identity, keep one tensor
+  per random weight (with `share_layers`, one per stack) and give every replica its own device's copy.
+* `MaskedWeight` (and its `MaskedLinear` / `MaskedEmbedding` forms) owns one tensor's trainable float32 `scores`
+  and its persistent packed `mask` (uint8, numpy.packbits layout): the only thing a checkpoint stores.
+
+The caching rule, the only one (everything else is computed from the scores when it is needed):
+
+* A training-mode forward computes each mask from the scores once per model-level forward (the embedding's three
+  uses share it) and drops it when that forward ends; with grad enabled the scores get straight-through gradients.
+  The recomputation of gradient checkpointing, and a layer called on its own, compute it again from the same
+  scores. (Gradient-accumulation micro-steps therefore pay for one top-k each.)
+* An eval-mode forward uses the folded weight W * mask, cached per tensor (a constant: grad-enabled eval forwards,
+  e.g. for input attribution, get gradients for their inputs, not for the scores). It is dropped by `eval()` and
+  `train()`, by any load, by `_apply` (`.to()`, casts) and after every optimizer step over the scores. After
+  editing scores in place in eval mode (`p.data.copy_`, an EMA), call `model.eval()` to refold.
+* Scores stay float32 whatever the model's dtype: a cast never changes a mask.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import os
+import weakref
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .binarizers import MaskedWeightProduct, num_kept, pack_mask, packed_size, scores_for_mask, topk_mask, unpack_mask
 from .random_weights import fingerprint, generate_initial_scores, generate_weight, init_of
@@ -56,14 +71,8 @@ class SupermaskRandomWeights(nn.Module):
         self.external = dict(external or {})
         self.external_sha256: dict[str, str] = {}
         self.fingerprint: str | None = None
-        # Masks are cached (per tensor) until the scores change. Optimizers may change scores in place without
-        # bumping their version counters (fused kernels, `.data` updates), so every training forward also marks the
-        # scores as "may change before the next use": the next outermost forward (or save) starts a new epoch.
-        self.scores_epoch = 0
-        # Set by `save_pretrained` while it writes a mask-only checkpoint (no need to materialize deferred scores).
-        self.saving_masks_only = False
-        self._forward_depth = 0
-        self._scores_may_change = False
+        # Masks of the model-level forward in progress (see `forward_scope`), by masked module.
+        self._forward_masks: dict[nn.Module, torch.Tensor] | None = None
         for name, shape in self.shapes.items():
             self.register_buffer(name, torch.empty(shape), persistent=False)
 
@@ -94,23 +103,18 @@ class SupermaskRandomWeights(nn.Module):
             self._buffers[name].copy_(weight)
         return self.fingerprint
 
-    def begin_scores_use(self) -> None:
-        """Start a new scores epoch if a training step may have changed the scores since masks were cached."""
-        if self._forward_depth == 0 and self._scores_may_change:
-            self.scores_epoch += 1
-            self._scores_may_change = False
-
     @contextlib.contextmanager
-    def forward_scope(self, training: bool):
-        """Wraps every model-level forward; only the outermost one counts (one top-k per tensor per step)."""
-        self.begin_scores_use()
-        self._forward_depth += 1
+    def forward_scope(self):
+        """Wraps every model-level forward: the masks computed inside are shared by every use of a tensor and
+        dropped when the outermost forward ends (nested forwards, e.g. the encoder's, join the outer one)."""
+        outermost = self._forward_masks is None
+        if outermost:
+            self._forward_masks = {}
         try:
             yield
         finally:
-            self._forward_depth -= 1
-            if self._forward_depth == 0 and training:
-                self._scores_may_change = True
+            if outermost:
+                self._forward_masks = None
 
     def initial_scores(self, name: str, shape: tuple[int, int]) -> torch.Tensor:
         return generate_initial_scores(self.seed, name, shape, self.score_init)
@@ -134,6 +138,16 @@ def load_external_tensor(source: str, expected_sha256: str | None, shape: tuple[
     from safetensors import safe_open
     from transformers.utils import SAFE_WEIGHTS_NAME, cached_file
 
+    if not os.path.isdir(source):
+        from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+        try:
+            validate_repo_id(source)
+        except HFValidationError:
+            raise FileNotFoundError(
+                f"`embedding_source` not found: {source} is not a folder, nor a Hub repo id (which looks like "
+                "'owner/name')."
+            ) from None
     path = cached_file(source, SAFE_WEIGHTS_NAME)
     with safe_open(path, framework="pt") as reader:
         key = next((k for k in EXTERNAL_EMBEDDING_KEYS if k in reader.keys()), None)
@@ -142,6 +156,11 @@ def load_external_tensor(source: str, expected_sha256: str | None, shape: tuple[
         tensor = reader.get_tensor(key).to(torch.float32)
     if tuple(tensor.shape) != tuple(shape):
         raise ValueError(f"The embedding of {source} has shape {list(tensor.shape)}, but this config needs {list(shape)}.")
+    if not bool(torch.isfinite(tensor).all()):
+        raise ValueError(
+            f"The embedding of {source} holds NaN or infinite values: it cannot serve as a fixed embedding. Point "
+            "`embedding_source` at a checkpoint whose training did not diverge."
+        )
     actual = tensor_sha256(tensor)
     if expected_sha256 is not None and actual != expected_sha256:
         raise ValueError(
@@ -153,13 +172,10 @@ def load_external_tensor(source: str, expected_sha256: str | None, shape: tuple[
 
 
 class MaskedWeight(nn.Module):
-    """One frozen random weight, its trainable scores and its binary mask.
+    """One frozen random weight, its trainable float32 scores and its binary mask (top-k of |scores|).
 
-    Training mode (with grad): the effective weight is W * m with m = top-k(|scores|) and a straight-through
-    gradient to the scores. Otherwise the effective weight is computed once and cached as a dense tensor until
-    the scores or the weight change (inference costs what a dense layer costs); `train()` drops the cache.
-    The top-k itself is cached too, keyed by the scores' version counter, so gradient-accumulation
-    micro-steps and the embedding's three uses per step pay for it once.
+    The effective weight is W * mask, with a straight-through gradient to the scores; see the module docstring for
+    when masks are computed and what is cached.
     """
 
     def __init__(self, random_weights: SupermaskRandomWeights, weight_name: str, score_name: str, density: float):
@@ -169,114 +185,82 @@ class MaskedWeight(nn.Module):
         self.score_name = score_name
         self.shape = tuple(shape)
         self.num_kept = num_kept(math.prod(shape), density)
-        self.scores = nn.Parameter(torch.empty(shape))
+        # float32 whatever the default dtype (from_pretrained(dtype=...)): scores select, they are not weights.
+        self.scores = nn.Parameter(torch.empty(shape, dtype=torch.float32))
         self.register_buffer("mask", torch.zeros(packed_size(shape), dtype=torch.uint8))
-        # A plain reference: the owner is registered once, in the model, not under every layer.
-        object.__setattr__(self, "_random_weights", random_weights)
-        self._mask: torch.Tensor | None = None
-        self._mask_key: tuple | None = None
-        self._packed_key: tuple | None = None
-        self._dense: torch.Tensor | None = None
-        self._dense_key: tuple | None = None
-        # True while `scores` hold the placeholder of a loaded mask (see `load_packed_mask(defer_scores=True)`).
-        self._scores_pending = False
+        self.random_weights = random_weights  # the one shared owner, registered here too (see the module docstring)
+        self._folded: torch.Tensor | None = None
+        _MASKED_WEIGHTS.add(self)
         self.register_state_dict_pre_hook(_pack_mask_before_state_dict)
 
     @property
     def weight(self) -> torch.Tensor:
         """The frozen random weight (shared with other layers when `share_layers` is set)."""
-        return self._random_weights.get(self.weight_name)
-
-    def _scores_key(self) -> tuple:
-        scores = self.scores
-        return (self._random_weights.scores_epoch, scores._version, scores.data_ptr(), scores.device, scores.dtype)
+        return self.random_weights.get(self.weight_name)
 
     def current_mask(self) -> torch.Tensor:
-        """Boolean mask: the `num_kept` largest |scores|."""
-        key = self._scores_key()
-        if self._mask_key != key:
-            self._mask = topk_mask(self.scores.abs(), self.num_kept)
-            self._mask_key = key
-        return self._mask
+        """Boolean mask: the `num_kept` largest |scores| (computed once per model-level forward)."""
+        forward_masks = self.random_weights._forward_masks
+        if forward_masks is not None and self in forward_masks:
+            return forward_masks[self]
+        mask = topk_mask(self.scores.detach().abs(), self.num_kept)
+        if forward_masks is not None:
+            forward_masks[self] = mask
+        return mask
 
     def effective_weight(self) -> torch.Tensor:
         weight = self.weight
-        if self.training and torch.is_grad_enabled() and self.scores.requires_grad:
-            if self._scores_pending:
-                self.materialize_scores()
-            return MaskedWeightProduct.apply(self.scores, weight, self.current_mask())
-        key = (self._scores_key(), weight._version, weight.data_ptr(), weight.dtype)
-        if self._dense_key != key:
-            with torch.no_grad():
-                self._dense = weight * self.current_mask().to(weight.dtype)
-            self._dense_key = key
-        return self._dense
+        if self.num_kept == weight.numel():
+            return weight  # nothing masked (a fixed embedding)
+        if self.training:
+            if self.scores.requires_grad and torch.is_grad_enabled():
+                return MaskedWeightProduct.apply(self.scores, weight, self.current_mask())
+            return weight * self.current_mask().to(weight.dtype)
+        if self._folded is None:
+            # A normal tensor even under inference_mode: a later grad-enabled forward may save it for backward.
+            with torch.inference_mode(False), torch.no_grad():
+                self._folded = weight * self.current_mask().to(weight.dtype)
+        return self._folded
+
+    def drop_folded_weight(self) -> None:
+        self._folded = None
 
     def train(self, mode: bool = True):
-        self._dense, self._dense_key = None, None
-        if mode:
-            self.materialize_scores()
+        self._folded = None  # eval() refolds from the scores as they are then
         return super().train(mode)
 
     def _apply(self, fn, recurse=True):
-        # Moving or casting the scores never changes the mask: carry it over instead of re-deriving it from
-        # scores whose lower precision could create ties at the top-k boundary.
-        mask = self._mask if self._mask_key == self._scores_key() else None
+        scores = self.scores.data
         super()._apply(fn, recurse)
-        self._dense, self._dense_key = None, None
-        if mask is not None:
-            self._mask = mask.to(self.scores.device)
-            self._mask_key = self._scores_key()
+        if self.scores.dtype != torch.float32:
+            # A cast: keep the exact float32 scores (a lower precision would tie the top-k), follow the device only.
+            self.scores.data = scores.to(self.scores.device)
+            if self.scores.grad is not None:
+                self.scores.grad = self.scores.grad.float()
+        self._folded = None
         return self
 
     @torch.no_grad()
     def reset_scores(self) -> None:
-        """Initial scores from the seed (not from the training seed), and the mask they select."""
-        self.scores.copy_(self._random_weights.initial_scores(self.score_name, self.shape))
-        self._scores_pending = False
+        """Initial scores from the seed (not from the training seed)."""
+        self.scores.copy_(self.random_weights.initial_scores(self.score_name, self.shape))
+        self._folded = None
 
     @torch.no_grad()
-    def load_packed_mask(self, packed: torch.Tensor | None = None, prefix: str = "", defer_scores: bool = False) -> None:
+    def load_packed_mask(self, packed: torch.Tensor | None = None, prefix: str = "") -> None:
         """Adopt a packed mask (default: the `mask` buffer) and rebuild scores whose top-k is exactly that mask.
 
         Refuses a mask of the wrong type, size or number of kept entries: a checkpoint is never silently
         loaded with a mask other than the one that was saved.
-
-        `defer_scores` (what `from_pretrained` does): inference needs the mask only, and rebuilding the scores
-        (seed-derived initial scores and a sort, `scores_for_mask`) costs more than everything else loading does.
-        The scores are then set to the mask itself (1.0 kept, 0.0 dropped: the same top-k, without ties) and
-        replaced by the rebuilt ones on first need: `train()`, a training forward, or a `state_dict()` that keeps
-        scores (see `materialize_scores`).
         """
         packed = self.mask if packed is None else packed
         mask = self._check_packed(packed, prefix)
-        if defer_scores:
-            self.scores.copy_(mask)
-        else:
-            initial = self._random_weights.initial_scores(self.score_name, self.shape)
-            self.scores.copy_(scores_for_mask(initial, mask))
-        self._scores_pending = defer_scores
+        initial = self.random_weights.initial_scores(self.score_name, self.shape)
+        self.scores.copy_(scores_for_mask(initial, mask))
         if packed is not self.mask:
             self.mask.copy_(packed)
-        self._mask = mask.to(self.scores.device)
-        self._mask_key = self._scores_key()
-        self._packed_key = self._mask_key
-        self._dense, self._dense_key = None, None
-
-    @torch.no_grad()
-    def materialize_scores(self) -> None:
-        """Replace the placeholder scores of a deferred `load_packed_mask` by `scores_for_mask` (same mask)."""
-        if not self._scores_pending or self.scores.device.type == "meta":
-            return
-        mask = self.current_mask()  # the loaded mask (also after a copy or a move: the placeholder selects it)
-        synced = self._packed_key == self._mask_key
-        initial = self._random_weights.initial_scores(self.score_name, self.shape)
-        self.scores.copy_(scores_for_mask(initial, mask.cpu()))
-        self._scores_pending = False
-        # Same mask: keep it rather than re-deriving it from scores that a low-precision dtype may have tied.
-        self._mask, self._mask_key = mask, self._scores_key()
-        if synced:
-            self._packed_key = self._mask_key
+        # The fold eval() would build from these scores, built now from the mask at hand (no top-k to recompute).
+        self._folded = None if self.training else self.weight * mask.to(self.weight.device, self.weight.dtype)
 
     def _check_packed(self, packed: torch.Tensor, prefix: str) -> torch.Tensor:
         """The boolean mask a packed tensor holds, if it is a valid mask for this weight; else a clear error."""
@@ -291,7 +275,7 @@ class MaskedWeight(nn.Module):
         kept = int(np.count_nonzero(mask.numpy()))  # numpy: no thread-pool start for a one-off count
         if kept != self.num_kept:
             raise ValueError(
-                f"{where} keeps {kept} weights but density {self._random_weights.density} keeps exactly "
+                f"{where} keeps {kept} weights but density {self.random_weights.density} keeps exactly "
                 f"{self.num_kept} of {math.prod(self.shape)}. The mask file is corrupted or does not belong to this "
                 "config; re-save or re-download the checkpoint."
             )
@@ -306,16 +290,13 @@ class MaskedWeight(nn.Module):
                 f"`{prefix}scores` and `{prefix}mask` disagree: the checkpoint was modified after saving. "
                 "Re-save or re-download it."
             )
-        self._packed_key = self._scores_key()
+        self._folded = None
 
     @torch.no_grad()
     def sync_packed_mask(self) -> None:
         """Write the current mask into the persistent `mask` buffer (what checkpoints store)."""
-        self._random_weights.begin_scores_use()
-        if self.scores.device.type == "meta" or self._packed_key == self._scores_key():
-            return
-        self.mask.copy_(pack_mask(self.current_mask()).to(self.mask.device))
-        self._packed_key = self._scores_key()
+        if self.scores.device.type != "meta":
+            self.mask.copy_(pack_mask(self.current_mask()).to(self.mask.device))
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
         # torch's load_state_dict path (Trainer resume, user code). A mask-only state dict rebuilds the scores.
@@ -323,20 +304,40 @@ class MaskedWeight(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        if has_scores:
-            self._scores_pending = False
-        if not has_scores and f"{prefix}mask" in state_dict:
+        self._folded = None
+        if has_scores and f"{prefix}mask" in state_dict:
+            self.verify_scores_match_mask(prefix)
+        elif not has_scores and f"{prefix}mask" in state_dict:
             if f"{prefix}scores" in missing_keys:
                 missing_keys.remove(f"{prefix}scores")
             self.load_packed_mask(prefix=prefix)
+
+    def __repr__(self) -> str:
+        # One line: the shared random-weights owner registered under every masked layer is not repeated.
+        return f"{type(self).__name__}({self.extra_repr()})"
 
     def extra_repr(self) -> str:
         return f"weight={self.weight_name!r}, shape={list(self.shape)}, kept={self.num_kept}"
 
 
+# Optimizer steps change scores in place, where no version counter reliably shows it (fused kernels): every step
+# drops the folded weights of the masked tensors whose scores it updated.
+_MASKED_WEIGHTS: weakref.WeakSet[MaskedWeight] = weakref.WeakSet()
+
+
+def _drop_folded_after_step(optimizer, args, kwargs) -> None:
+    folded = [module for module in list(_MASKED_WEIGHTS) if module._folded is not None]
+    if folded:
+        stepped = {id(param) for group in optimizer.param_groups for param in group["params"]}
+        for module in folded:
+            if id(module.scores) in stepped:
+                module.drop_folded_weight()
+
+
+register_optimizer_step_post_hook(_drop_folded_after_step)
+
+
 def _pack_mask_before_state_dict(module: MaskedWeight, prefix: str, keep_vars: bool) -> None:
-    if not module._random_weights.saving_masks_only:
-        module.materialize_scores()  # a state dict that keeps scores must not hold placeholders
     module.sync_packed_mask()
 
 

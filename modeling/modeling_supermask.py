@@ -28,6 +28,7 @@ from torch import nn
 
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
+from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -45,7 +46,7 @@ from transformers.models.marian.modeling_marian import (
     MarianSinusoidalPositionalEmbedding,
     shift_tokens_right,
 )
-from transformers.utils import logging
+from transformers.utils import can_return_tuple, logging
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_supermask import TRANSLATION_CUSTOM_PIPELINES, TRANSLATION_PIPELINE_FILE, SupermaskConfig
@@ -100,13 +101,13 @@ def _plain_layer_norm(dim: int) -> nn.LayerNorm:
     return nn.LayerNorm(dim, eps=1e-5, elementwise_affine=False)
 
 
-def _tracks_score_updates(forward):
-    """Run a model-level forward inside `random_weights.forward_scope`, so that cached masks are refreshed after
-    every training step (see `SupermaskRandomWeights.forward_scope`)."""
+def _in_forward_scope(forward):
+    """Run a model-level forward inside `random_weights.forward_scope()`: the masks it computes live as long as the
+    outermost such forward (the caching rule, stated in `masked_layers`)."""
 
     @functools.wraps(forward)
     def wrapper(self, *args, **kwargs):
-        with self.random_weights.forward_scope(self.training and torch.is_grad_enabled()):
+        with self.random_weights.forward_scope():
             return forward(self, *args, **kwargs)
 
     return wrapper
@@ -206,8 +207,11 @@ class SupermaskPreTrainedModel(PreTrainedModel):
     _supports_flex_attn = False
     _can_compile_fullgraph = False
     _no_split_modules = ["SupermaskEncoderLayer", "SupermaskDecoderLayer"]
-    # Scores are rebuilt from the saved masks (see `SupermaskForConditionalGeneration.from_pretrained`).
-    _keys_to_ignore_on_load_missing = [r"\.scores$"]
+    # Scores are rebuilt from the saved masks (see `SupermaskForConditionalGeneration.from_pretrained`); the stacks'
+    # `embed_tokens` is `model.shared`, saved once.
+    _keys_to_ignore_on_load_missing = [r"\.scores$", r"(encoder|decoder)\.embed_tokens\."]
+    # Scores select the top-k; a lower precision would tie it (and change masks) on a `dtype=` load.
+    _keep_in_fp32_modules_strict = ["scores"]
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -227,15 +231,17 @@ class _SupermaskStack(SupermaskPreTrainedModel):
 
     stack: str  # "encoder" or "decoder"
     layer_class: type[nn.Module]
+    _keys_to_ignore_on_save = {"embed_tokens.scores", "embed_tokens.mask"}
 
     def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, embed_tokens: MaskedEmbedding):
         super().__init__(config)
         self.dropout = config.dropout
         self.layerdrop = getattr(config, f"{self.stack}_layerdrop")
         self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
-        # Owned by SupermaskModel; referenced here without registering a second copy in the state dict.
-        object.__setattr__(self, "embed_tokens", embed_tokens)
-        object.__setattr__(self, "random_weights", random_weights)
+        # The model's shared modules, registered here too (one object under several parents: `.to()`, deepcopy and
+        # replication keep them one); the embedding's entries are saved once, under `model.shared`.
+        self.embed_tokens = embed_tokens
+        self.random_weights = random_weights
         self.embed_positions = SupermaskSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
         self.layers = nn.ModuleList(
             [self.layer_class(config, random_weights, i) for i in range(getattr(config, f"{self.stack}_layers"))]
@@ -246,6 +252,14 @@ class _SupermaskStack(SupermaskPreTrainedModel):
     def get_input_embeddings(self):
         return self.embed_tokens
 
+    def _check_positions(self, length: int) -> None:
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"The {self.stack} got a sequence of {length} positions, but the model's position table covers "
+                f"{self.config.max_position_embeddings} (config.max_position_embeddings). Truncate the input, or "
+                "generate fewer tokens (max_new_tokens / max_length)."
+            )
+
 
 class SupermaskEncoder(_SupermaskStack):
     """Transformer encoder of `config.encoder_layers` [`SupermaskEncoderLayer`]s over the shared masked embedding."""
@@ -253,13 +267,14 @@ class SupermaskEncoder(_SupermaskStack):
     stack, layer_class = "encoder", SupermaskEncoderLayer
     _can_record_outputs = {"hidden_states": SupermaskEncoderLayer, "attentions": SupermaskAttention}
 
-    @_tracks_score_updates
+    @_in_forward_scope
     @capture_outputs
     def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs) -> BaseModelOutput:
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        self._check_positions(inputs_embeds.shape[1])
         positions = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
         hidden_states = inputs_embeds + self.embed_positions(positions)
         hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
@@ -283,7 +298,7 @@ class SupermaskDecoder(_SupermaskStack):
         "cross_attentions": OutputRecorder(SupermaskAttention, index=1, layer_name="encoder_attn"),
     }
 
-    @_tracks_score_updates
+    @_in_forward_scope
     @capture_outputs
     def forward(
         self,
@@ -326,6 +341,7 @@ class SupermaskDecoder(_SupermaskStack):
             attention_mask=encoder_attention_mask,
             encoder_hidden_states=encoder_hidden_states,
         )
+        self._check_positions(past_length + seq_length)
         positions = torch.arange(seq_length, device=inputs_embeds.device) + past_length
         hidden_states = inputs_embeds + self.embed_positions(positions)
         hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
@@ -377,7 +393,8 @@ class SupermaskModel(SupermaskPreTrainedModel):
     def get_encoder(self):
         return self.encoder
 
-    @_tracks_score_updates
+    @can_return_tuple
+    @_in_forward_scope
     def forward(
         self,
         input_ids=None,
@@ -470,7 +487,8 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
     def random_weights(self) -> SupermaskRandomWeights:
         return self.model.random_weights
 
-    @_tracks_score_updates
+    @can_return_tuple
+    @_in_forward_scope
     def forward(
         self,
         input_ids=None,
@@ -517,7 +535,10 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
             logits = logits * self.config.output_scale
         loss = None
         if labels is not None:
-            loss = token_cross_entropy(logits, labels, num_items_in_batch)
+            # Summed over tokens / `num_items_in_batch` when given, else the mean: transformers' own token loss.
+            loss = fixed_cross_entropy(
+                logits.float().view(-1, logits.size(-1)), labels.to(logits.device).view(-1), num_items_in_batch
+            )
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
@@ -537,11 +558,13 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
     # Checkpoints: seed + packed masks
     # ----------------------------------------------------------------------------------------------------------
 
-    def masks_fingerprint(self) -> str:
-        """sha256 of every packed mask, in name order (what `config.masks_sha256` records)."""
+    def masks_fingerprint(self, sync: bool = True) -> str:
+        """sha256 of every packed mask, in name order (what `config.masks_sha256` records): the masks the scores
+        select, or with `sync=False` the packed `mask` buffers as they are (as loaded)."""
         digest = hashlib.sha256()
         for name, module in sorted(self.masked_modules.items()):
-            module.sync_packed_mask()
+            if sync:
+                module.sync_packed_mask()
             digest.update(f"{name}:{module.mask.numel()};".encode())
             digest.update(module.mask.detach().cpu().numpy().tobytes())
         return digest.hexdigest()
@@ -550,7 +573,8 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         """Save config (with the weights' and masks' fingerprints), generation config and packed masks only.
 
         The model code (auto_map) and the translation pipeline (custom_pipelines) are copied next to them, so the
-        folder also loads with only transformers and `trust_remote_code=True`.
+        folder also loads with only transformers and `trust_remote_code=True`. With `push_to_hub=True` the folder
+        is uploaded once it is complete (transformers would upload before the pipeline file is copied).
         """
         if self.random_weights.fingerprint is None:
             raise RuntimeError("The random weights have not been generated; this model cannot be saved.")
@@ -560,25 +584,32 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         self.config.masks_sha256 = self.masks_fingerprint()
         self.config.generator_version = GENERATOR_VERSION
         self.config.custom_pipelines = {**self.config.__dict__.get("custom_pipelines", {}), **TRANSLATION_CUSTOM_PIPELINES}
+        main_process = kwargs.get("is_main_process", True)
+        push = kwargs.pop("push_to_hub", False) and main_process
+        hub = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private") if key in kwargs}
+        if push:
+            from transformers.utils.hub import hf_api
+
+            os.makedirs(save_directory, exist_ok=True)
+            repo_id = hub.pop("repo_id", Path(save_directory).name)
+            private = hub.pop("private", None)
+            repo_id = hf_api().create_repo(repo_id, exist_ok=True, private=private, token=kwargs.get("token")).repo_id
+            timestamps = self._get_files_timestamps(save_directory)
         ignored = self._keys_to_ignore_on_save
         self._keys_to_ignore_on_save = set(ignored or ()) | (set() if self.save_scores else self._score_keys)
-        self.random_weights.saving_masks_only = not self.save_scores
         try:
             result = super().save_pretrained(save_directory, *args, **kwargs)
         finally:
             self._keys_to_ignore_on_save = ignored
-            self.random_weights.saving_masks_only = False
-        if kwargs.get("is_main_process", True):
+        if main_process:
             shutil.copyfile(Path(__file__).with_name(TRANSLATION_PIPELINE_FILE), Path(save_directory) / TRANSLATION_PIPELINE_FILE)
+        if push:
+            self._upload_modified_files(save_directory, repo_id, timestamps, token=kwargs.get("token"), **hub)
         return result
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """Load a checkpoint: regenerate the random weights, refuse any mismatch, rebuild scores from the masks.
-
-        The scores are rebuilt on first need (`train()`, a training forward, or a `state_dict()` that keeps them),
-        not here: inference only needs the masks (see `MaskedWeight.load_packed_mask(defer_scores=True)`).
-        """
+        """Load a checkpoint: regenerate the random weights, refuse any mismatch, rebuild scores from the masks."""
         output_loading_info = kwargs.pop("output_loading_info", False)
         if kwargs.get("state_dict") is None and kwargs.get("gguf_file") is None:
             _validate_checkpoint_files(pretrained_model_name_or_path, kwargs)
@@ -604,13 +635,22 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         mismatched = loading_info.get("mismatched_keys") or []
         if mismatched:
             raise ValueError(f"The checkpoint at {source} has masks of the wrong size: {list(mismatched)[:3]}.")
-        actual = self.random_weights.fingerprint
-        if config.weights_sha256 is None:
-            logger.warning(
-                f"{source} records no `weights_sha256`: cannot verify that the regenerated random weights are the ones "
-                "its masks were found for."
+        unexpected = sorted(loading_info.get("unexpected_keys") or ())
+        if unexpected:
+            raise ValueError(
+                f"The checkpoint at {source} holds {len(unexpected)} tensor(s) that a supermask checkpoint does not have, "
+                f"e.g. {unexpected[:3]}: it was not written by SupermaskForConditionalGeneration.save_pretrained or "
+                "belongs to another configuration. Refusing to load it."
             )
-        elif actual != config.weights_sha256:
+        for field in ("weights_sha256", "masks_sha256"):
+            if not getattr(config, field):
+                raise ValueError(
+                    f"The config.json at {source} has no `{field}`, which every checkpoint this library writes records: "
+                    "without it the regenerated weights or the loaded masks cannot be verified. Refusing to load it; "
+                    "re-save the checkpoint from a verified model."
+                )
+        actual = self.random_weights.fingerprint
+        if actual != config.weights_sha256:
             raise ValueError(
                 f"The random weights regenerated from seed={config.seed}, weight_init={config.weight_init!r}, "
                 f"generator_version={config.generator_version} have sha256 {actual}, but the checkpoint at {source} "
@@ -622,10 +662,10 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
                 # A training checkpoint that kept its scores: they must select exactly the saved mask.
                 module.verify_scores_match_mask(prefix=f"{name}.")
             else:
-                module.load_packed_mask(prefix=f"{name}.", defer_scores=True)
+                module.load_packed_mask(prefix=f"{name}.")
         # Loading re-creates parameters as trainable; a fixed (unmasked) embedding's scores must stay frozen.
         self.model.shared.scores.requires_grad_(bool(config.mask_embedding))
-        if config.masks_sha256 is not None and self.masks_fingerprint() != config.masks_sha256:
+        if self.masks_fingerprint(sync=False) != config.masks_sha256:
             raise ValueError(
                 f"The masks in {source} do not match the `masks_sha256` recorded in its config.json: the mask file is "
                 "corrupted or was replaced. Re-save or re-download the checkpoint."
@@ -730,6 +770,16 @@ def _validate_checkpoint_files(source, kwargs: dict) -> None:
         with open(index) as handle:
             files.extend(resolve(shard) for shard in sorted(set(json.load(handle)["weight_map"].values())))
     if not files:
+        from transformers.utils import WEIGHTS_INDEX_NAME, WEIGHTS_NAME
+
+        # Never unpickle: a supermask checkpoint is safetensors only.
+        other = [name for name in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME) if resolve(name) is not None]
+        if other:
+            raise ValueError(
+                f"The checkpoint at {source} has {other[0]} but no model.safetensors. Supermask checkpoints are "
+                "safetensors only, and this library never unpickles a weights file. Re-save the model with "
+                "`save_pretrained` (which writes model.safetensors)."
+            )
         return  # let from_pretrained report the missing weights file in its own words
     for file in files:
         try:
@@ -748,22 +798,6 @@ def _validate_checkpoint_files(source, kwargs: dict) -> None:
             )
 
 
-def token_cross_entropy(
-    logits: torch.Tensor, labels: torch.Tensor, num_items_in_batch=None, label_smoothing: float = 0.0
-) -> torch.Tensor:
-    """Mean token cross-entropy (labels == -100 ignored); a sum over `num_items_in_batch` tokens when given."""
-    labels = labels.to(logits.device)
-    flat_logits, flat_labels = logits.float().view(-1, logits.size(-1)), labels.view(-1)
-    if num_items_in_batch is None:
-        return nn.functional.cross_entropy(flat_logits, flat_labels, label_smoothing=label_smoothing)
-    loss = nn.functional.cross_entropy(
-        flat_logits, flat_labels, ignore_index=-100, reduction="sum", label_smoothing=label_smoothing
-    )
-    if torch.is_tensor(num_items_in_batch):
-        num_items_in_batch = num_items_in_batch.to(loss.device)
-    return loss / num_items_in_batch
-
-
 SupermaskConfig.register_for_auto_class()
 SupermaskForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
 
@@ -772,5 +806,4 @@ __all__ = [
     "SupermaskModel",
     "SupermaskPreTrainedModel",
     "marian_config_for",
-    "token_cross_entropy",
 ]

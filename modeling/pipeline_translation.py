@@ -148,6 +148,7 @@ class TranslationPipeline(Pipeline):
                 preprocess_params["tgt_lang"] = items[3]
 
         # Everything else goes to `generate()`, which rejects unknown arguments
+        self._check_generation_parameters(generate_kwargs)
         forward_params = generate_kwargs
         if getattr(self, "assistant_model", None) is not None:
             forward_params["assistant_model"] = self.assistant_model
@@ -216,14 +217,38 @@ class TranslationPipeline(Pipeline):
             return [res[0] for res in result]
         return result
 
+    def _position_limit(self) -> int | None:
+        """Longest sequence the model's (absolute) position table covers, if it has one."""
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        return int(limit) if isinstance(limit, int) and limit > 0 else None
+
+    def _check_generation_parameters(self, generate_kwargs: dict[str, Any], origin: str = "") -> None:
+        """Refuse beam counts and lengths that `generate()` would only fail on deep inside (ZeroDivisionError,
+        IndexError), naming the parameter and its allowed range."""
+        num_beams = generate_kwargs.get("num_beams")
+        if num_beams is not None and (isinstance(num_beams, bool) or not isinstance(num_beams, int) or num_beams < 1):
+            raise ValueError(f"`num_beams`{origin} must be an integer >= 1, got {num_beams!r}.")
+        limit = self._position_limit()
+        for name in ("max_new_tokens", "max_length"):
+            value = generate_kwargs.get(name)
+            if value is None:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"`{name}`{origin} must be an integer >= 1, got {value!r}.")
+            if limit is not None and value > limit:
+                raise ValueError(
+                    f"`{name}`{origin} is {value}, but this model's position table covers {limit} positions "
+                    f"(config.max_position_embeddings): use a {name} between 1 and {limit}."
+                )
+
     def _max_source_length(self, truncation: bool | str | None) -> int | None:
-        """Length the inputs are truncated to, `None` for no truncation."""
+        """Length the inputs are truncated to (the tokenizer's limit or the position table, whichever is smaller),
+        `None` for no truncation."""
         if truncation is False or truncation in ("do_not_truncate", "DO_NOT_TRUNCATE"):
             return None
-        max_length = getattr(self.tokenizer, "model_max_length", None)
-        if max_length is None or max_length >= _NO_LENGTH_LIMIT:
-            return None
-        return int(max_length)
+        limits = [getattr(self.tokenizer, "model_max_length", None), self._position_limit()]
+        limits = [int(limit) for limit in limits if limit is not None and limit < _NO_LENGTH_LIMIT]
+        return min(limits) if limits else None
 
     def preprocess(
         self,
@@ -254,8 +279,8 @@ class TranslationPipeline(Pipeline):
             if full_length > max_length and not self._truncation_warned:
                 self._truncation_warned = True
                 logger.warning(
-                    f"An input of {full_length} tokens is longer than the tokenizer's model_max_length "
-                    f"({max_length}) and was truncated to {max_length} tokens (other truncated inputs of this call "
+                    f"An input of {full_length} tokens is longer than the model accepts (the smaller of the "
+                    f"tokenizer's model_max_length and the model's position table: {max_length}) and was truncated to {max_length} tokens (other truncated inputs of this call "
                     "are not reported). Pass `truncation=False` to disable truncation."
                 )
 
@@ -279,6 +304,11 @@ class TranslationPipeline(Pipeline):
         in_b = input_ids.shape[0]
 
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
+        if "max_new_tokens" not in generate_kwargs and "max_length" not in generate_kwargs:
+            # The lengths saved with the model apply: they must fit its position table too.
+            saved = self.model.generation_config
+            length = {"max_new_tokens": saved.max_new_tokens} if saved.max_new_tokens else {"max_length": saved.max_length}
+            self._check_generation_parameters(length, origin=" (from the model's generation_config.json)")
         forced_bos_token_id = model_inputs.get("forced_bos_token_id")
         if forced_bos_token_id is not None and "forced_bos_token_id" not in generate_kwargs:
             generate_kwargs["forced_bos_token_id"] = int(forced_bos_token_id[0])

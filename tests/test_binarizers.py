@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from hf_supermask.modeling.binarizers import (
-    StraightThroughMask,
+    MaskedWeightProduct,
     num_kept,
     pack_mask,
     packed_size,
@@ -32,13 +32,14 @@ def test_topk_keeps_exactly_k_largest(density):
 def test_straight_through_gradient_has_the_sign_of_the_score():
     """abs() outside the Function: d loss / d score = sign(score) * d loss / d mask."""
     scores = torch.tensor([[2.0, -3.0], [-0.5, 0.1]], requires_grad=True)
-    weight = torch.tensor([[1.0, 1.0], [1.0, 1.0]])
-    mask = StraightThroughMask.apply(scores.abs(), topk_mask(scores.abs(), 2))
-    assert mask.tolist() == [[1.0, 1.0], [0.0, 0.0]]
+    weight = torch.tensor([[1.0, 2.0], [1.0, 1.0]])
+    mask = topk_mask(scores.detach().abs(), 2)
+    product = MaskedWeightProduct.apply(scores, weight, mask)
+    assert product.tolist() == [[1.0, 2.0], [0.0, 0.0]]
     upstream = torch.tensor([[1.0, 1.0], [-1.0, -1.0]])
-    ((weight * mask) * upstream).sum().backward()
-    # grad wrt mask is weight * upstream; wrt the score it is multiplied by sign(score)
-    assert scores.grad.tolist() == [[1.0, -1.0], [1.0, -1.0]]
+    (product * upstream).sum().backward()
+    # grad wrt the mask is weight * upstream (straight through the top-k); wrt the score times sign(score)
+    assert scores.grad.tolist() == [[1.0, -2.0], [1.0, -1.0]]
 
 
 def test_pack_unpack_round_trip_matches_numpy_packbits():
@@ -59,8 +60,10 @@ def test_scores_rebuilt_from_a_mask_select_it_and_stay_trainable(score_init):
     target = topk_mask(generate_initial_scores(9, "other", (40, 30), "kaiming_uniform").abs(), k)
     rebuilt = scores_for_mask(initial, target)
     assert torch.equal(topk_mask(rebuilt.abs(), k), target)
-    # same distribution of magnitudes and the same signs as the seed's scores: not a frozen {1, 0} pattern
-    assert torch.equal(rebuilt.abs().flatten().sort().values, initial.abs().flatten().sort().values)
+    # same magnitudes (but at the threshold, where one entry may move by an ulp or take the threshold's value) and
+    # the same signs as the seed's scores: not a frozen {1, 0} pattern
+    before, after = initial.abs().flatten().sort().values, rebuilt.abs().flatten().sort().values
+    assert int((before != after).sum()) <= 2 and torch.allclose(before, after, rtol=0, atol=1e-2 * before.max())
     assert torch.equal(torch.sign(rebuilt), torch.sign(initial))
     margin = rebuilt.abs()[target].min() - rebuilt.abs()[~target].max()
     assert 0 < margin < 1e-2 * initial.abs().max()

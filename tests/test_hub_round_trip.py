@@ -266,3 +266,17 @@ def test_training_script_pushes_the_mask_only_folder(hub, tiny_tokenizer, tmp_pa
     files = set(HfApi().list_repo_files("user/trained", revision=results["hub_commit"]))
     assert {"model.safetensors", "config.json", "README.md", "tokenizer.json", "modeling_supermask.py"} <= files
     assert not any(name.startswith("checkpoint-") or name.endswith(".bin") for name in files)
+
+
+def test_save_pretrained_with_push_to_hub_uploads_the_complete_folder(hub, tiny_tokenizer, tmp_path):
+    """Issue 10, case 3: the pushed repo holds the pipeline file its config names, and loads by repo id."""
+    from huggingface_hub import HfApi
+
+    model = SupermaskForConditionalGeneration(tiny_config(vocab_size=len(tiny_tokenizer)))
+    model.save_pretrained(tmp_path / "saved-and-pushed", push_to_hub=True, repo_id="user/saved-and-pushed")
+    files = set(HfApi().list_repo_files("user/saved-and-pushed"))
+    assert {"config.json", "model.safetensors", *REMOTE_CODE} <= files
+    pushed = json.loads((tmp_path / "saved-and-pushed" / "config.json").read_text())
+    assert pushed["custom_pipelines"]["translation"]["impl"].split(".")[0] + ".py" in files
+    loaded = AutoModelForSeq2SeqLM.from_pretrained("user/saved-and-pushed")
+    assert loaded.masks_fingerprint() == model.masks_fingerprint()

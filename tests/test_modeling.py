@@ -106,7 +106,7 @@ def test_eval_caches_dense_weights_and_train_drops_them():
     assert layer.effective_weight() is first  # no re-masking per call at inference
     assert torch.equal(first, layer.weight * layer.current_mask())
     model.train()
-    assert layer._dense is None
+    assert layer._folded is None
     with torch.no_grad():
         layer.scores.mul_(-1).add_(torch.linspace(0, 1, layer.scores.numel()).view_as(layer.scores))
     model.eval()
