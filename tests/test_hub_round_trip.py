@@ -31,7 +31,7 @@ REPO = "user/tiny-supermask"
 TOKEN = "hf_test"
 SOURCES = read_lines("test_2016_flickr", "en", 4)
 REMOTE_CODE = ("configuration_supermask.py", "modeling_supermask.py", "masked_layers.py", "binarizers.py",
-               "random_weights.py", "pipeline_translation.py")  # fmt: skip
+               "random_weights.py", "external_weights.py", "pipeline_translation.py")  # fmt: skip
 
 
 @pytest.fixture(scope="module")

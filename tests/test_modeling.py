@@ -348,7 +348,7 @@ print("RESULT " + json.dumps({
 def test_loads_with_remote_code_and_exports_without_the_package(checkpoint, tiny_tokenizer, tmp_path):
     model, path = checkpoint
     for module_file in ("configuration_supermask.py", "modeling_supermask.py", "masked_layers.py", "binarizers.py",
-                        "random_weights.py", "pipeline_translation.py"):  # fmt: skip
+                        "random_weights.py", "external_weights.py", "pipeline_translation.py"):  # fmt: skip
         assert (path / module_file).exists(), module_file
     model.export_dense().save_pretrained(tmp_path / "dense")
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
