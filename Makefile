@@ -26,8 +26,9 @@ test-all: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest -q
 
 ## The main job: train a small supermask model on Multi30k en->de, report test BLEU, translate.
+## (It rebuilds outputs/demo-en-de: the script itself refuses to overwrite a folder unless told to.)
 demo: $(STAMP)
-	$(OFFLINE) $(BIN)/python scripts/train_translation.py scripts/demo.json
+	$(OFFLINE) $(BIN)/python scripts/train_translation.py scripts/demo.json --overwrite_output_dir
 
 clean:
 	rm -rf $(VENV) outputs

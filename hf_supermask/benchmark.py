@@ -30,6 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .files import folder_bytes, read_lines
+
 
 MODELS = ("supermask", "marian")
 
@@ -116,14 +118,6 @@ def shape_name(shape: dict[str, int]) -> str:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _read_lines(path: Path, n: int | None = None) -> list[str]:
-    lines = path.read_bytes().decode("utf-8-sig").split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    lines = [line.removesuffix("\r") for line in lines]
-    return lines if n is None else lines[:n]
-
-
 def _data_dir(args: BenchmarkArguments) -> Path:
     if args.data_dir:
         return Path(args.data_dir)
@@ -133,10 +127,6 @@ def _data_dir(args: BenchmarkArguments) -> Path:
     if found is None:
         raise FileNotFoundError("Multi30k not found: pass --data_dir (a folder with train.en, train.de, test_2016_flickr.en).")
     return Path(found)
-
-
-def folder_bytes(path: str | os.PathLike, pattern: str = "*") -> int:
-    return sum(p.stat().st_size for p in Path(path).glob(pattern) if p.is_file())
 
 
 def _rss_mb() -> float:
@@ -231,7 +221,7 @@ def train_benchmark_tokenizer(args: BenchmarkArguments, vocab_size: int):
     from .tokenization import train_tokenizer
 
     data_dir = _data_dir(args)
-    texts = _read_lines(data_dir / "train.en", args.tokenizer_train_lines) + _read_lines(
+    texts = read_lines(data_dir / "train.en", args.tokenizer_train_lines) + read_lines(
         data_dir / "train.de", args.tokenizer_train_lines
     )
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size)
@@ -240,24 +230,19 @@ def train_benchmark_tokenizer(args: BenchmarkArguments, vocab_size: int):
     return tokenizer
 
 
-def build_config(args: BenchmarkArguments, shape: dict[str, int], tokenizer):
-    from .modeling import SupermaskConfig
+def shape_config(args: BenchmarkArguments, shape: dict[str, int], tokenizer):
+    """The supermask config of `shape`, made as the training script makes it."""
+    from .training import ModelArguments, SupermaskArguments, build_config
 
-    return SupermaskConfig(
-        vocab_size=len(tokenizer),
-        d_model=shape["d_model"],
-        encoder_ffn_dim=shape["ffn_dim"],
-        decoder_ffn_dim=shape["ffn_dim"],
-        encoder_attention_heads=shape["heads"],
-        decoder_attention_heads=shape["heads"],
-        encoder_layers=shape["encoder_layers"],
-        decoder_layers=shape["decoder_layers"],
-        pad_token_id=tokenizer.pad_token_id,
-        decoder_start_token_id=tokenizer.pad_token_id,
-        eos_token_id=tokenizer.eos_token_id,
-        forced_eos_token_id=tokenizer.eos_token_id,
-        seed=args.weights_seed,
-        density=args.density,
+    overrides = (
+        f"d_model={shape['d_model']},encoder_ffn_dim={shape['ffn_dim']},decoder_ffn_dim={shape['ffn_dim']},"
+        f"encoder_attention_heads={shape['heads']},decoder_attention_heads={shape['heads']},"
+        f"encoder_layers={shape['encoder_layers']},decoder_layers={shape['decoder_layers']}"
+    )
+    return build_config(
+        ModelArguments(config_overrides=overrides),
+        SupermaskArguments(weights_seed=args.weights_seed, density=args.density),
+        tokenizer,
     )
 
 
@@ -321,21 +306,10 @@ def _load_worker(spec: dict[str, Any]) -> dict[str, Any]:
 def _train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from datasets import Dataset
-    from transformers import AutoTokenizer, DataCollatorForSeq2Seq, Seq2SeqTrainer, Seq2SeqTrainingArguments, TrainerCallback
+    from transformers import AutoTokenizer, Seq2SeqTrainingArguments
 
     from .modeling import SupermaskConfig
-    from .training import ModelArguments, build_model, compute_token_loss
-
-    class StepTimer(TrainerCallback):
-        def __init__(self):
-            self.times: list[float] = []
-            self._start = 0.0
-
-        def on_step_begin(self, args, state, control, **kwargs):
-            self._start = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            self.times.append(time.perf_counter() - self._start)
+    from .training import ModelArguments, StepTimer, build_model, build_trainer
 
     tokenizer = AutoTokenizer.from_pretrained(spec["folder"])
     with open(spec["data_file"]) as handle:
@@ -348,8 +322,6 @@ def _train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     model = build_model(ModelArguments(model_type=spec["model"]), config)
     build_seconds = time.perf_counter() - start
-    if spec["model"] == "marian":
-        model.accepts_loss_kwargs = False  # as in training.run_translation: compute_token_loss gets num_items_in_batch
     timer = StepTimer()
     with tempfile.TemporaryDirectory() as output_dir:
         training_args = Seq2SeqTrainingArguments(
@@ -366,19 +338,11 @@ def _train_worker(spec: dict[str, Any]) -> dict[str, Any]:
             seed=0,
             use_cpu=True,
         )
-        trainer = Seq2SeqTrainer(
-            model=model,
-            args=training_args,
-            train_dataset=dataset,
-            processing_class=tokenizer,
-            data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
-            compute_loss_func=compute_token_loss,
-            callbacks=[timer],
-        )
+        trainer = build_trainer(model, tokenizer, training_args, train_dataset=dataset, callbacks=[timer])
         start = time.perf_counter()
         trainer.train()
         train_seconds = time.perf_counter() - start
-    timed = timer.times[spec["warmup_steps"] :]
+    timed = timer.step_seconds[spec["warmup_steps"] :]
     peak = _peak_rss_mb()
     return {
         "model_build_seconds": build_seconds,
@@ -482,7 +446,7 @@ def prepare_training_data(args: BenchmarkArguments, tokenizer, path: Path) -> in
     """The first batch_size x steps real train.en/train.de pairs, tokenized, as JSON rows for the workers."""
     data_dir = _data_dir(args)
     count = args.train_batch_size * (args.train_steps + args.warmup_steps)
-    sources, targets = _read_lines(data_dir / "train.en", count), _read_lines(data_dir / "train.de", count)
+    sources, targets = read_lines(data_dir / "train.en", count), read_lines(data_dir / "train.de", count)
     inputs = tokenizer(sources, max_length=128, truncation=True)
     labels = tokenizer(text_target=targets, max_length=128, truncation=True)["input_ids"]
     rows = [
@@ -580,28 +544,55 @@ def _goal_met(goal: str, entry: dict[str, Any]) -> bool:
 
 def benchmark_shape(args: BenchmarkArguments, shape: dict[str, int], tokenizer, sentences: list[str], folder: Path,
                     log=print) -> dict[str, Any]:  # fmt: skip
+    """Both models at one shape: their measurements, and the metrics made of them (medians, ratios, goals)."""
     name = shape_name(shape)
-    config = build_config(args, shape, tokenizer)
-    log(f"[{name}] building and saving both models")
-    folders = save_models(config, tokenizer, folder)
+    config = shape_config(args, shape, tokenizer)
+    measured = measure_shape(args, config, tokenizer, sentences, folder, log=lambda message: log(f"[{name}] {message}"))
+    sizes = measured.pop("sizes")
+    metrics = {
+        **_size_metrics(sizes, shape),
+        **_load_metrics(args, measured["from_pretrained"]),
+        **_translation_metrics(args, measured["translation"], len(sentences)),
+        **_training_metrics(args, measured["training"]),
+        **_regeneration_metrics(measured["regeneration"]),
+    }
+    return {
+        "shape": shape,
+        "name": name,
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("weights_sha256", "masks_sha256")},
+        "sizes": sizes,
+        "metrics": metrics,
+        "raw": measured,
+    }
+
+
+def measure_shape(args: BenchmarkArguments, config, tokenizer, sentences: list[str], folder: Path, log=print):
+    """Every measurement of both models built from `config`, saved in `folder`."""
     from .modeling import SupermaskForConditionalGeneration
 
+    in_process = "in process" if args.in_process else "fresh processes"
+    log("building and saving both models")
+    folders = save_models(config, tokenizer, folder)
     maskable = sum(module.weight.numel() for module in SupermaskForConditionalGeneration(config).masked_modules.values())
     sizes = measure_sizes(folders, maskable)
-    log(f"[{name}] from_pretrained ({'in process' if args.in_process else 'fresh processes'})")
+    log(f"from_pretrained ({in_process})")
     loads = measure_from_pretrained(args, folders)
-    log(f"[{name}] translation pipeline")
+    log("translation pipeline")
     translation = measure_translation(args, folders, sentences)
-    log(f"[{name}] training ({'in process' if args.in_process else 'fresh processes'})")
+    log(f"training ({in_process})")
     data_file = folder / "train_rows.json"
     prepare_training_data(args, tokenizer, data_file)
     training = measure_training(args, folders, data_file)
-    log(f"[{name}] regeneration")
+    log("regeneration")
     regeneration = measure_regeneration(args, config)
+    return {"sizes": sizes, "from_pretrained": loads, "translation": translation, "training": training,
+            "regeneration": regeneration}  # fmt: skip
 
+
+def _size_metrics(sizes: dict[str, Any], shape: dict[str, int]) -> dict[str, Any]:
     is_iwslt_small = (shape["d_model"], shape["ffn_dim"], shape["heads"], shape["encoder_layers"],
                       shape["decoder_layers"], shape["vocab_size"]) == (512, 1024, 4, 6, 6, 8000)  # fmt: skip
-    metrics: dict[str, Any] = {
+    return {
         "weights_file_bytes": _metric(
             "bytes", float(sizes["weights_file_bytes"]["supermask"]), float(sizes["weights_file_bytes"]["marian"]),
             note="model.safetensors only: packed uint8 masks vs dense fp32 weights",
@@ -614,8 +605,13 @@ def benchmark_shape(args: BenchmarkArguments, shape: dict[str, int], tokenizer, 
         ),
         "bits_per_maskable_weight": _metric(
             "bits", sizes["bits_per_maskable_weight"], goal="value <= 1.01",
-            note=f"8 x weights file bytes / {maskable} maskable weights (safetensors header included)",
+            note=f"8 x weights file bytes / {sizes['maskable_weights']} maskable weights (safetensors header included)",
         ),
+    }  # fmt: skip
+
+
+def _load_metrics(args: BenchmarkArguments, loads: dict[str, Any]) -> dict[str, Any]:
+    metrics = {
         "from_pretrained_seconds": _metric(
             "s", loads["supermask"]["from_pretrained_seconds"], loads["marian"]["from_pretrained_seconds"],
             goal="ratio <= 1.5",
@@ -633,53 +629,61 @@ def benchmark_shape(args: BenchmarkArguments, shape: dict[str, int], tokenizer, 
             "s", loads["supermask"]["import_seconds"], loads["marian"]["import_seconds"],
             note="imports inside the fresh process, before from_pretrained (torch, transformers, hf_supermask)",
         )
+    return metrics
+
+
+def _translation_metrics(args: BenchmarkArguments, translation: dict[str, Any], num_sentences: int) -> dict[str, Any]:
+    metrics = {}
     for key, result in translation.items():
         beams = key.removeprefix("beam")
         label = "greedy" if beams == "1" else f"beam{beams}"
         metrics[f"translation_{label}_sentences_per_second"] = _metric(
             "sentences/s", result["sentences_per_second"]["supermask"], result["sentences_per_second"]["marian"],
             goal="ratio >= 0.95", higher_is_better=True,
-            note=f"pipeline('translation'), {len(sentences)} Multi30k test sentences, batch {args.batch_size}, "
+            note=f"pipeline('translation'), {num_sentences} Multi30k test sentences, batch {args.batch_size}, "
                  f"num_beams={beams}, max_new_tokens={args.max_new_tokens}"
                  + (" = min_new_tokens" if args.fixed_length else "")
                  + f"; mean generated tokens (first batch) {result['mean_generated_tokens_first_batch']}",
         )  # fmt: skip
-    metrics["train_step_seconds"] = _metric(
-        "s", training["supermask"]["median_step_seconds"], training["marian"]["median_step_seconds"],
-        goal="ratio <= 1.3",
-        note=f"Seq2SeqTrainer, batch {args.train_batch_size} real train pairs, median of {args.train_steps} steps after "
-             f"{args.warmup_steps} warm-up steps, per run; median over runs",
-    )  # fmt: skip
-    metrics["train_peak_rss_mb"] = _metric(
-        "MB", training["supermask"]["peak_rss_mb"], training["marian"]["peak_rss_mb"], goal="ratio <= 1.2",
-        note="peak RSS of the whole training process (VmHWM), imports and data included" if not args.in_process else
-             "peak RSS (VmHWM) of this process while training (--in_process: reset before, so only indicative)",
-    )
-    metrics["train_peak_rss_above_baseline_mb"] = _metric(
-        "MB", training["supermask"]["peak_rss_above_baseline_mb"], training["marian"]["peak_rss_above_baseline_mb"],
-        note="peak RSS minus the RSS just before the model is built (model, gradients, optimizer, activations)",
-    )
-    megabytes = regeneration["random_weights_megabytes"]
-    metrics["regeneration_megabytes_per_second"] = _metric(
-        "MB/s", [megabytes / s for s in regeneration["generate_seconds"]],
-        note=f"generate_weight() for every random tensor ({megabytes:.1f} MB of float32)",
-    )
-    metrics["regenerate_megabytes_per_second"] = _metric(
-        "MB/s", [megabytes / s for s in regeneration["regenerate_seconds"]],
-        note="SupermaskRandomWeights.regenerate(): generation + fingerprint + copy into the buffers",
-    )
-    metrics["fingerprint_seconds"] = _metric(
-        "s", regeneration["fingerprint_seconds"], note="sha256 of the float32 random weights (weights_sha256)"
-    )
-    metrics["regenerate_seconds"] = _metric("s", regeneration["regenerate_seconds"])
+    return metrics
+
+
+def _training_metrics(args: BenchmarkArguments, training: dict[str, Any]) -> dict[str, Any]:
     return {
-        "shape": shape,
-        "name": name,
-        "config": {k: v for k, v in config.to_dict().items() if k not in ("weights_sha256", "masks_sha256")},
-        "sizes": sizes,
-        "metrics": metrics,
-        "raw": {"from_pretrained": loads, "translation": translation, "training": training, "regeneration": regeneration},
-    }
+        "train_step_seconds": _metric(
+            "s", training["supermask"]["median_step_seconds"], training["marian"]["median_step_seconds"],
+            goal="ratio <= 1.3",
+            note=f"Seq2SeqTrainer, batch {args.train_batch_size} real train pairs, median of {args.train_steps} steps "
+                 f"after {args.warmup_steps} warm-up steps, per run; median over runs",
+        ),
+        "train_peak_rss_mb": _metric(
+            "MB", training["supermask"]["peak_rss_mb"], training["marian"]["peak_rss_mb"], goal="ratio <= 1.2",
+            note="peak RSS of the whole training process (VmHWM), imports and data included" if not args.in_process else
+                 "peak RSS (VmHWM) of this process while training (--in_process: reset before, so only indicative)",
+        ),
+        "train_peak_rss_above_baseline_mb": _metric(
+            "MB", training["supermask"]["peak_rss_above_baseline_mb"], training["marian"]["peak_rss_above_baseline_mb"],
+            note="peak RSS minus the RSS just before the model is built (model, gradients, optimizer, activations)",
+        ),
+    }  # fmt: skip
+
+
+def _regeneration_metrics(regeneration: dict[str, Any]) -> dict[str, Any]:
+    megabytes = regeneration["random_weights_megabytes"]
+    return {
+        "regeneration_megabytes_per_second": _metric(
+            "MB/s", [megabytes / s for s in regeneration["generate_seconds"]],
+            note=f"generate_weight() for every random tensor ({megabytes:.1f} MB of float32)",
+        ),
+        "regenerate_megabytes_per_second": _metric(
+            "MB/s", [megabytes / s for s in regeneration["regenerate_seconds"]],
+            note="SupermaskRandomWeights.regenerate(): generation + fingerprint + copy into the buffers",
+        ),
+        "fingerprint_seconds": _metric(
+            "s", regeneration["fingerprint_seconds"], note="sha256 of the float32 random weights (weights_sha256)"
+        ),
+        "regenerate_seconds": _metric("s", regeneration["regenerate_seconds"]),
+    }  # fmt: skip
 
 
 def run_benchmark(args: BenchmarkArguments, command: str | None = None, log=print) -> dict[str, Any]:
@@ -699,7 +703,7 @@ def run_benchmark(args: BenchmarkArguments, command: str | None = None, log=prin
         "translation_length_note": TRANSLATION_NOTE,
         "shapes": [],
     }
-    sentences = _read_lines(_data_dir(args) / "test_2016_flickr.en", args.num_sentences)
+    sentences = read_lines(_data_dir(args) / "test_2016_flickr.en", args.num_sentences)
     tokenizers: dict[int, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(args.work_dir) if args.work_dir else Path(tmp)

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-from datasets import Dataset, DatasetDict
+from datasets import Dataset, DatasetDict, DatasetInfo
 from transformers import BatchEncoding, PreTrainedTokenizerBase
+
+from .files import check_utf8, read_lines
 
 
 logger = logging.getLogger(__name__)
@@ -53,13 +55,21 @@ def _split_candidates(split: str, split_names: Mapping[str, str] | None) -> tupl
     return SPLIT_ALIASES[split]
 
 
-def _read_lines(path: Path) -> list[str]:
-    # Split on "\n" only: `str.splitlines` (and universal newlines) would also break lines at characters such as
-    # U+2028 or a lone "\r", silently misaligning the two sides of the corpus.
-    lines = path.read_bytes().decode("utf-8-sig").split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+def _pairs_dataset(sources: list[str], targets: list[str], source_lang: str, target_lang: str, origin: str) -> Dataset:
+    """A split in the `translation` format; `origin` (where it was read from) is kept as its description, for
+    messages about it."""
+    string = datasets.Value("string")
+    features = datasets.Features({"translation": {source_lang: string, target_lang: string}})
+    # `from_dict` builds an in-memory Arrow table: fast, and needs neither the network nor a cache.
+    return Dataset.from_dict(
+        {"translation": [{source_lang: s, target_lang: t} for s, t in zip(sources, targets)]},
+        info=DatasetInfo(description=origin, features=features),
+    )
+
+
+def _with_origin(dataset: Dataset, origin: str) -> Dataset:
+    dataset.info.description = origin
+    return dataset
 
 
 def _load_from_data_dir(
@@ -89,15 +99,14 @@ def _load_from_data_dir(
                 raise FileNotFoundError(
                     f"{path} is missing: the {split!r} split needs both {source_file.name} and {target_file.name}."
                 )
-        sources, targets = _read_lines(source_file), _read_lines(target_file)
+        sources, targets = read_lines(source_file), read_lines(target_file)
         if len(sources) != len(targets):
             raise ValueError(
                 f"{source_file} has {len(sources)} lines but {target_file} has {len(targets)}; line N of one must "
                 "translate line N of the other."
             )
-        # `from_dict` builds an in-memory Arrow table: fast, and needs neither the network nor a cache.
-        splits[split] = Dataset.from_dict(
-            {"translation": [{source_lang: s, target_lang: t} for s, t in zip(sources, targets)]}
+        splits[split] = _pairs_dataset(
+            sources, targets, source_lang, target_lang, origin=f"{source_file.name} and {target_file.name} in {data_dir}"
         )
 
     if not splits:
@@ -216,7 +225,11 @@ def load_translation_dataset(
 
     Raises:
         `FileNotFoundError`: if no data is found; the message says where it looked and which option to pass.
-        `ValueError`: if the two sides of a split have different numbers of lines, or rows lack a language.
+        `ValueError`: if the two sides of a split have different numbers of lines, rows lack a language, or a file
+        is not UTF-8 (the message names the file and the line).
+
+    Each split's `info.description` says where it was read from. An empty file gives an empty split: see
+    [`check_splits`] for refusing the ones a run needs.
     """
     if source_lang == target_lang:
         raise ValueError(f"source_lang and target_lang must differ, both are {source_lang!r}.")
@@ -229,23 +242,69 @@ def load_translation_dataset(
         if path is not None
     }
     if data_files:
-        for path in data_files.values():
-            if not Path(path).is_file():
-                raise _no_data_error(f"the file {path!r}, which does not exist")
-        dataset_dict = datasets.load_dataset("json", data_files=data_files, cache_dir=cache_dir)
-    elif data_dir is not None:
+        return _load_jsonlines(data_files, source_lang, target_lang, cache_dir)
+    if data_dir is not None:
         return _load_from_data_dir(Path(data_dir), source_lang, target_lang, split_names)
-    elif dataset_name is not None:
+    if dataset_name is not None:
         dataset_dict = _rename_splits(
             datasets.load_dataset(dataset_name, dataset_config_name, cache_dir=cache_dir), split_names
         )
-    else:
-        data_dir = default_data_dir()
-        if data_dir is None:
-            raise _no_data_error(f"the default data_dir {str(DEFAULT_DATA_DIR)!r}, which does not exist")
-        return _load_from_data_dir(data_dir, source_lang, target_lang, split_names)
+        dataset_dict = _to_translation_format(dataset_dict, source_lang, target_lang)
+        return DatasetDict(
+            {split: _with_origin(d, f"the {split} split of {dataset_name}") for split, d in dataset_dict.items()}
+        )
+    data_dir = default_data_dir()
+    if data_dir is None:
+        raise _no_data_error(f"the default data_dir {str(DEFAULT_DATA_DIR)!r}, which does not exist")
+    return _load_from_data_dir(data_dir, source_lang, target_lang, split_names)
 
-    return _to_translation_format(dataset_dict, source_lang, target_lang)
+
+def _load_jsonlines(
+    data_files: dict[str, str], source_lang: str, target_lang: str, cache_dir: PathLike | None
+) -> DatasetDict:
+    for path in data_files.values():
+        if not Path(path).is_file():
+            raise _no_data_error(f"the file {path!r}, which does not exist")
+    # The json builder fails on an empty file with a bare StopIteration: an empty file is an empty split here, which
+    # `check_splits` reports when the split is used.
+    filled = {split: path for split, path in data_files.items() if Path(path).stat().st_size > 0}
+    for path in filled.values():
+        # The json builder lets invalid UTF-8 through inside strings, to fail later without file or line.
+        check_utf8(path)
+    loaded = datasets.load_dataset("json", data_files=filled, cache_dir=cache_dir) if filled else DatasetDict()
+    loaded = _to_translation_format(loaded, source_lang, target_lang)
+    return DatasetDict(
+        {
+            split: _with_origin(loaded[split], path)
+            if split in loaded
+            else _pairs_dataset([], [], source_lang, target_lang, origin=path)
+            for split, path in data_files.items()
+        }
+    )
+
+
+def check_splits(dataset_dict: DatasetDict, needs: Mapping[str, str]) -> None:
+    """Raise before any work is done if a split that will be used is missing or empty.
+
+    Args:
+        needs: split -> what uses it, named in the message, e.g. `{"validation": "--do_eval"}`.
+
+    Raises:
+        `ValueError`: naming the split, where it was read from and what needs it.
+    """
+    for split, user in needs.items():
+        if split not in dataset_dict:
+            raise ValueError(
+                f"{user} needs a {split!r} split, but the data has none (only {sorted(dataset_dict) or 'nothing'}). "
+                f"Add one (a `{SPLIT_ALIASES[split][0]}.<lang>` file pair in --data_dir, or --{split}_file), "
+                f"or drop {user}."
+            )
+        if len(dataset_dict[split]) == 0:
+            origin = dataset_dict[split].info.description or "the data"
+            raise ValueError(
+                f"The {split!r} split ({origin}) has no sentence pairs, but {user} needs it. Fill it, use another "
+                f"file, or drop {user}."
+            )
 
 
 def select_max_samples(

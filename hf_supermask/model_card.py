@@ -178,29 +178,10 @@ def build_model_card(
     Returns:
         `huggingface_hub.ModelCard`
     """
-    repo_id = str(output_dir_or_repo_id)
-    eval_results = []
-    for metric_type, metric_name, value, signature in (
-        ("bleu", "BLEU", test_bleu, bleu_signature),
-        ("chrf", "chrF", test_chrf, chrf_signature),
-    ):
-        if value is None:
-            continue
-        eval_results.append(
-            EvalResult(
-                task_type="translation",
-                task_name=f"Translation {source_lang}-{target_lang}",
-                # The model-index spec asks for the Hub dataset id as the dataset type; the split names the test set.
-                dataset_type=dataset_id,
-                dataset_name=f"{dataset_name} ({_TEST_SPLIT})",
-                dataset_split=_TEST_SPLIT,
-                metric_type=metric_type,
-                metric_name=f"{metric_name} ({_TEST_SPLIT}, sacreBLEU)",
-                metric_value=round(float(value), 2),
-                metric_args=_signature_args(signature),
-            )
-        )
-
+    eval_results = _eval_results(
+        source_lang, target_lang, dataset_name, dataset_id,
+        {"bleu": (test_bleu, bleu_signature), "chrf": (test_chrf, chrf_signature)},
+    )  # fmt: skip
     card_data = ModelCardData(
         language=[source_lang, target_lang],
         license=license,
@@ -213,14 +194,10 @@ def build_model_card(
         # Without results, ModelCardData would dump `model_name` as a stray top-level key.
         model_name=model_name if eval_results else None,
     )
-
-    compression_ratio = None
-    if checkpoint_bytes and dense_fp32_bytes:
-        compression_ratio = f"{dense_fp32_bytes / checkpoint_bytes:.1f}×"
     base_config = dict(base_config) if base_config else None
-    kwargs = {
+    variables = {
         "model_name": model_name,
-        "repo_id": repo_id,
+        "repo_id": str(output_dir_or_repo_id),
         "source_lang": source_lang,
         "target_lang": target_lang,
         "source_lang_name": _LANGUAGE_NAMES.get(source_lang, source_lang),
@@ -236,17 +213,50 @@ def build_model_card(
         "test_chrf": f"{test_chrf:.2f}" if test_chrf is not None else None,
         "bleu_signature": bleu_signature,
         "chrf_signature": chrf_signature,
-        "checkpoint_size": _human_bytes(checkpoint_bytes) if checkpoint_bytes else None,
-        "dense_size": _human_bytes(dense_fp32_bytes) if dense_fp32_bytes else None,
-        "compression_ratio": compression_ratio,
+        **_size_variables(checkpoint_bytes, dense_fp32_bytes),
         "plot_filename": plot_filename,
         "revision": revision,
         "license": license,
+        **template_kwargs,
     }
-    kwargs.update(template_kwargs)
-    card = ModelCard.from_template(card_data, template_path=str(_template_path()), **kwargs)
+    card = ModelCard.from_template(card_data, template_path=str(_template_path()), **variables)
     validate_model_card_metadata(card)
     return card
+
+
+def _eval_results(
+    source_lang: str, target_lang: str, dataset_name: str, dataset_id: str,
+    scores: dict[str, tuple[Optional[float], Optional[str]]],
+) -> list[EvalResult]:  # fmt: skip
+    """One `EvalResult` per test score given (metric -> (value, sacreBLEU signature)), on the test split."""
+    names = {"bleu": "BLEU", "chrf": "chrF"}
+    return [
+        EvalResult(
+            task_type="translation",
+            task_name=f"Translation {source_lang}-{target_lang}",
+            # The model-index spec asks for the Hub dataset id as the dataset type; the split names the test set.
+            dataset_type=dataset_id,
+            dataset_name=f"{dataset_name} ({_TEST_SPLIT})",
+            dataset_split=_TEST_SPLIT,
+            metric_type=metric_type,
+            metric_name=f"{names[metric_type]} ({_TEST_SPLIT}, sacreBLEU)",
+            metric_value=round(float(value), 2),
+            metric_args=_signature_args(signature),
+        )
+        for metric_type, (value, signature) in scores.items()
+        if value is not None
+    ]
+
+
+def _size_variables(checkpoint_bytes: Optional[int], dense_fp32_bytes: Optional[int]) -> dict[str, Optional[str]]:
+    """The checkpoint's size against the dense fp32 model's, as the card shows them."""
+    return {
+        "checkpoint_size": _human_bytes(checkpoint_bytes) if checkpoint_bytes else None,
+        "dense_size": _human_bytes(dense_fp32_bytes) if dense_fp32_bytes else None,
+        "compression_ratio": f"{dense_fp32_bytes / checkpoint_bytes:.1f}×"
+        if checkpoint_bytes and dense_fp32_bytes
+        else None,
+    }
 
 
 def save_model_card(card: ModelCard, output_dir: Union[str, os.PathLike]) -> Path:

@@ -203,6 +203,8 @@ def _row_flags(study: StudyArguments, row: str, output_dir: Path, tokenizer_dir:
     if (checkpoint := _last_checkpoint(output_dir)) is not None:
         logger.info("Resuming %s from %s", output_dir, checkpoint)
         flags += ["--resume_from_checkpoint", checkpoint]
+    elif output_dir.is_dir() and any(output_dir.iterdir()):
+        flags.append("--overwrite_output_dir")  # a run stopped before its first checkpoint: nothing to resume
     return flags
 
 

@@ -5,7 +5,10 @@ The logic of `scripts/train_translation.py`, importable and tested. Arguments fo
 `examples/pytorch/translation/run_translation.py` (`--source_lang`, `--max_train_samples`, `--num_beams`, ...), plus
 `SupermaskArguments` for what is specific to masks. Everything Trainer-related goes through the Trainer's supported
 hooks: a prebuilt optimizer for the scores' own learning rate, `compute_loss_func` for one token-level loss shared by
-both model types, and a callback for timing and mask-change statistics.
+both model types, and callbacks for timing and mask-change statistics.
+
+Everything that can be checked before training is checked first (the output folder, the checkpoint to resume from,
+the data splits the run will use, the config against the checkpoint's), so that a mistake costs seconds, not a run.
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import datasets
 import torch
 import transformers
 from torch import nn
@@ -32,8 +37,10 @@ from transformers import (
     Seq2SeqTrainingArguments,
     TrainerCallback,
 )
+from transformers.trainer_utils import get_last_checkpoint
 
-from .data import load_translation_dataset, make_preprocess_function, select_max_samples
+from .data import check_splits, default_data_dir, load_translation_dataset, make_preprocess_function, select_max_samples
+from .files import check_model_location, damage, folder_bytes, prepare_output_folder
 from .metrics import make_compute_metrics
 from .modeling import SupermaskConfig, SupermaskForConditionalGeneration
 from .modeling.modeling_supermask import marian_config_for
@@ -68,6 +75,10 @@ class ModelArguments:
     cache_dir: str | None = field(default=None, metadata={"help": "Where to cache downloads."})
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow remote code when loading a checkpoint."})
 
+    def __post_init__(self):
+        if self.model_type not in MODEL_TYPES:
+            raise ValueError(f"--model_type must be one of {MODEL_TYPES}, got {self.model_type!r}.")
+
 
 @dataclass
 class DataTrainingArguments:
@@ -96,6 +107,12 @@ class DataTrainingArguments:
     tokenizer_type: str = field(default="bpe", metadata={"help": "`bpe` or `unigram`."})
     num_examples: int = field(default=3, metadata={"help": "Test sentences translated through the pipeline at the end."})
 
+    def __post_init__(self):
+        for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be at least 1 (leave it out to use the whole split), got {value}.")
+
 
 @dataclass
 class SupermaskArguments:
@@ -120,6 +137,10 @@ class SupermaskArguments:
         default=None, metadata={"help": "Weight decay of the scores (default: --weight_decay)."}
     )
 
+    def score_lr(self, learning_rate: float) -> float:
+        """The scores' learning rate: --score_learning_rate when given (0.0 included), else `learning_rate`."""
+        return learning_rate if self.score_learning_rate is None else self.score_learning_rate
+
     def config_updates(self) -> dict[str, Any]:
         names = {"weights_seed": "seed"}
         return {
@@ -127,6 +148,33 @@ class SupermaskArguments:
             for key, value in asdict(self).items()
             if value is not None and key not in ("score_learning_rate", "score_weight_decay")
         }
+
+
+@dataclass
+class TranslationTrainingArguments(Seq2SeqTrainingArguments):
+    """`Seq2SeqTrainingArguments` plus `--overwrite_output_dir`, which transformers 5 no longer defines."""
+
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Delete what --output_dir holds before the run. Without it, a non-empty --output_dir is "
+                  "refused, unless --resume_from_checkpoint continues the run it holds."},
+    )  # fmt: skip
+
+
+class StepTimer(TrainerCallback):
+    """Wall time of every training step: forward, backward and optimizer only (no evaluation, no data loading)."""
+
+    def __init__(self):
+        self.step_seconds: list[float] = []
+        self._step_start: float | None = None
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        self._step_start = time.perf_counter()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self._step_start is not None:
+            self.step_seconds.append(time.perf_counter() - self._step_start)
+            self._step_start = None
 
 
 class SupermaskTrainingCallback(TrainerCallback):
@@ -137,16 +185,6 @@ class SupermaskTrainingCallback(TrainerCallback):
         self._start = None
         self._offset = 0.0
         self._previous_masks: torch.Tensor | None = None
-        self._step_start: float | None = None
-        self.train_step_seconds = 0.0  # forward, backward and optimizer only (no evaluation, no data loading)
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._step_start = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if self._step_start is not None:
-            self.train_step_seconds += time.perf_counter() - self._step_start
-            self._step_start = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._start = time.perf_counter()
@@ -179,6 +217,165 @@ def _all_mask_bits(model) -> torch.Tensor | None:
     return torch.cat([m.current_mask().reshape(-1).cpu() for _, m in sorted(model.masked_modules.items())])
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Checks before any work: what the run would overwrite, resume from, read
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def check_run(model_args: ModelArguments, data_args: DataTrainingArguments, supermask_args: SupermaskArguments,
+              training_args) -> None:  # fmt: skip
+    """Refuse a run that has nothing to do, that would overwrite earlier work, or that would resume from a missing or
+    damaged checkpoint; empty --output_dir first when --overwrite_output_dir asks for it."""
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError(
+            "Nothing to do: pass --do_train (train and save the model in --output_dir), --do_eval (score it on the "
+            "validation split) and/or --do_predict (score it on the test split)."
+        )
+    for name in ("model_name_or_path", "tokenizer_name"):
+        if getattr(model_args, name):
+            check_model_location(getattr(model_args, name), what=f"--{name}")
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is not None:
+        check_checkpoint(checkpoint)
+    # Plain Seq2SeqTrainingArguments (callers that build them) have no such flag.
+    overwrite = getattr(training_args, "overwrite_output_dir", False)
+    # Only the main process empties the folder; every process refuses alike.
+    if (overwrite and training_args.process_index == 0) or (checkpoint is None and not overwrite):
+        output_dir = Path(training_args.output_dir)
+        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+        inputs = [
+            model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name, model_args.cache_dir,
+            data_args.data_dir or default_data_dir(), data_args.train_file, data_args.validation_file,
+            data_args.test_file, supermask_args.embedding_source, checkpoint,
+        ]  # fmt: skip
+        prepare_output_folder(
+            output_dir,
+            overwrite=overwrite,
+            overwrite_flag="--overwrite_output_dir",
+            inputs=inputs,
+            hint=f"or continue the run it holds with --resume_from_checkpoint {last}" if last else "",
+        )
+
+
+def _checkpoint_step(path: Path) -> int:
+    match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+    return int(match.group(1)) if match else -1
+
+
+def check_checkpoint(checkpoint: str | os.PathLike) -> Path:
+    """The folder --resume_from_checkpoint names must exist with its files whole: a run stopped while saving leaves
+    empty or truncated files, on which the Trainer fails with a bare `EOFError` or a zip error."""
+    checkpoint = Path(checkpoint)
+    siblings = sorted(
+        (p for p in checkpoint.parent.glob("checkpoint-*") if p.is_dir() and p != checkpoint), key=_checkpoint_step
+    )
+    if not (checkpoint / "trainer_state.json").is_file():
+        found = f"; the checkpoints in {checkpoint.parent} are {[p.name for p in siblings]}" if siblings else ""
+        raise FileNotFoundError(
+            f"--resume_from_checkpoint {checkpoint} is not a Trainer checkpoint (no trainer_state.json there){found}."
+        )
+    loaded = (".safetensors", ".json", ".pt", ".pth", ".bin")  # what the Trainer and from_pretrained read
+    for path in sorted(p for p in checkpoint.iterdir() if p.is_file() and p.suffix in loaded):
+        reason = damage(path)
+        if reason is None:
+            continue
+        earlier = [p for p in siblings if _checkpoint_step(p) < _checkpoint_step(checkpoint)]
+        way_out = (
+            f"Resume from the earlier checkpoint {earlier[-1]} instead (--resume_from_checkpoint {earlier[-1]})"
+            if earlier
+            else f"There is no earlier checkpoint in {checkpoint.parent}: start over with --overwrite_output_dir"
+        )
+        raise ValueError(
+            f"{path.name} of checkpoint {checkpoint} is corrupt ({reason}): the run that wrote it was probably "
+            f"stopped while saving. {way_out}, or delete {checkpoint}."
+        )
+    return checkpoint
+
+
+# Config fields that a resumed run may differ in: bookkeeping, hashes that follow from the other fields, and
+# switches of the forward pass (the Trainer saves `use_cache=False`).
+_UNCOMPARED_CONFIG_FIELDS = {
+    "transformers_version", "architectures", "auto_map", "custom_pipelines", "_name_or_path", "dtype", "torch_dtype",
+    "weights_sha256", "embedding_sha256", "masks_sha256", "use_cache", "output_attentions", "output_hidden_states",
+    "return_dict",
+}  # fmt: skip
+_CONFIG_FLAGS = {"seed": "--weights_seed", "model_type": "--model_type", "density": "--density",
+                 "weight_init": "--weight_init", "score_init": "--score_init", "share_layers": "--share_layers",
+                 "scale_fan": "--scale_fan", "embedding_source": "--embedding_source",
+                 "mask_embedding": "--mask_embedding"}  # fmt: skip
+
+
+def check_resume_config(checkpoint: str | os.PathLike, config) -> None:
+    """The run must build the model the checkpoint was trained as: resuming with another seed, density, shape or
+    model type would train masks (or weights) over other weights, and save a config that does not describe them."""
+    saved = AutoConfig.from_pretrained(checkpoint).to_dict()
+    current = config.to_dict()
+    differing = [
+        key
+        for key in sorted(saved.keys() & current.keys())
+        if key not in _UNCOMPARED_CONFIG_FIELDS and saved[key] != current[key]
+    ]
+    if differing:
+        differences = "; ".join(
+            f"{key} ({_CONFIG_FLAGS.get(key, '--config_overrides')}): {saved[key]!r} in the checkpoint, "
+            f"{current[key]!r} in this run"
+            for key in differing
+        )
+        raise ValueError(
+            f"--resume_from_checkpoint {checkpoint} was trained with another model than this run builds: "
+            f"{differences}. Resume with the checkpoint's settings, or start a new run in another --output_dir."
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# The steps of a run
+# ----------------------------------------------------------------------------------------------------------------------
+
+
+def load_data(model_args: ModelArguments, data_args: DataTrainingArguments, training_args) -> datasets.DatasetDict:
+    """The splits, cut to --max_*_samples; every split the run will use is checked to be there and not empty."""
+    raw = load_translation_dataset(
+        source_lang=data_args.source_lang,
+        target_lang=data_args.target_lang,
+        data_dir=data_args.data_dir,
+        train_file=data_args.train_file,
+        validation_file=data_args.validation_file,
+        test_file=data_args.test_file,
+        dataset_name=data_args.dataset_name,
+        dataset_config_name=data_args.dataset_config_name,
+        cache_dir=model_args.cache_dir,
+    )
+    raw = select_max_samples(raw, data_args.max_train_samples, data_args.max_eval_samples, data_args.max_predict_samples)
+    needs = {}
+    if not (model_args.tokenizer_name or model_args.model_name_or_path):
+        needs["train"] = "training the tokenizer (no --tokenizer_name)"
+    if training_args.do_train:
+        needs["train"] = "--do_train"
+    if training_args.do_eval:
+        needs["validation"] = "--do_eval" if training_args.eval_strategy == "no" else "--do_eval (or --eval_strategy)"
+    if training_args.do_predict:
+        needs["test"] = "--do_predict"
+    check_splits(raw, needs)
+    return raw
+
+
+def load_tokenizer(model_args: ModelArguments, data_args: DataTrainingArguments, training_args, raw):
+    """--tokenizer_name, else the tokenizer of --model_name_or_path, else a joint one trained on the training split."""
+    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
+    if tokenizer_source:
+        return AutoTokenizer.from_pretrained(
+            tokenizer_source, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
+        )
+    with training_args.main_process_first(desc="training the tokenizer"):
+        return train_tokenizer_on_dataset(
+            raw,
+            data_args.source_lang,
+            data_args.target_lang,
+            vocab_size=data_args.tokenizer_vocab_size,
+            model_type=data_args.tokenizer_type,
+        )
+
+
 def build_config(model_args: ModelArguments, supermask_args: SupermaskArguments, tokenizer) -> SupermaskConfig:
     """The supermask config of a fresh model: defaults or --config_name, then --config_overrides, then mask flags,
     with the vocabulary and special ids taken from the tokenizer (opus-mt convention)."""
@@ -207,10 +404,8 @@ def build_config(model_args: ModelArguments, supermask_args: SupermaskArguments,
     return config
 
 
-def build_model(model_args: ModelArguments, config: SupermaskConfig):
+def build_model(model_args: ModelArguments, config: SupermaskConfig | None):
     """A fresh or loaded supermask model, or a dense Marian of the same shape."""
-    if model_args.model_type not in MODEL_TYPES:
-        raise ValueError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}.")
     if model_args.model_name_or_path:
         return AutoModelForSeq2SeqLM.from_pretrained(
             model_args.model_name_or_path, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
@@ -220,6 +415,36 @@ def build_model(model_args: ModelArguments, config: SupermaskConfig):
         model.generation_config.bad_words_ids = [[config.pad_token_id]]
         return model
     return SupermaskForConditionalGeneration(config)
+
+
+def load_or_build_model(model_args, data_args, supermask_args, training_args, tokenizer):
+    """The model to train or score, set up to generate as the run reports (beams, length), and checked against the
+    checkpoint it resumes from."""
+    config = None if model_args.model_name_or_path else build_config(model_args, supermask_args, tokenizer)
+    model = build_model(model_args, config)
+    if training_args.resume_from_checkpoint is not None:
+        check_resume_config(training_args.resume_from_checkpoint, model.config)
+    if data_args.num_beams is not None:
+        model.generation_config.num_beams = data_args.num_beams
+    # Never longer than the position table: the saved length must be one the model can generate.
+    model.generation_config.max_length = min(data_args.max_target_length, model.config.max_position_embeddings)
+    return model
+
+
+def prepare_supermask_for_distributed(model, training_args) -> None:
+    """Every process regenerates the same random weights from the seed: they need no broadcasting, only a check."""
+    # Only the main process's checkpoints matter: broadcasting the (large, frozen) random-weight buffers every step
+    # would be pure overhead.
+    if training_args.ddp_broadcast_buffers is None:
+        training_args.ddp_broadcast_buffers = False
+    if training_args.ddp_find_unused_parameters is None:
+        training_args.ddp_find_unused_parameters = False  # every score is used in every forward
+    logger.info(
+        "Supermask: %d maskable weights, %d trainable scores, weights sha256 %s",
+        sum(m.weight.numel() for m in model.masked_modules.values()),
+        sum(p.numel() for p in model.parameters() if p.requires_grad),
+        model.random_weights.fingerprint,
+    )
 
 
 def check_same_weights_on_all_ranks(model) -> None:
@@ -236,6 +461,28 @@ def check_same_weights_on_all_ranks(model) -> None:
     logger.info("All %d processes hold the same random weights (sha256 %s).", len(fingerprints), fingerprints[0])
 
 
+def tokenize(raw, tokenizer, data_args: DataTrainingArguments, training_args) -> dict[str, datasets.Dataset]:
+    preprocess = make_preprocess_function(
+        tokenizer,
+        data_args.source_lang,
+        data_args.target_lang,
+        data_args.max_source_length,
+        data_args.max_target_length,
+        data_args.source_prefix,
+    )
+    with training_args.main_process_first(desc="tokenizing"):
+        return {
+            split: dataset.map(
+                preprocess,
+                batched=True,
+                num_proc=data_args.preprocessing_num_workers,
+                remove_columns=dataset.column_names,
+                desc=f"Tokenizing {split}",
+            )
+            for split, dataset in raw.items()
+        }
+
+
 def build_optimizer(model, training_args: Seq2SeqTrainingArguments, supermask_args: SupermaskArguments):
     """The Trainer's optimizer class and settings, with the scores in their own parameter group when asked to."""
     if supermask_args.score_learning_rate is None and supermask_args.score_weight_decay is None:
@@ -246,7 +493,7 @@ def build_optimizer(model, training_args: Seq2SeqTrainingArguments, supermask_ar
     groups = [
         {
             "params": scores,
-            "lr": supermask_args.score_learning_rate or training_args.learning_rate,
+            "lr": supermask_args.score_lr(training_args.learning_rate),
             "weight_decay": training_args.weight_decay
             if supermask_args.score_weight_decay is None
             else supermask_args.score_weight_decay,
@@ -287,11 +534,66 @@ class TokenLoss:
         return loss / (count.to(loss.device) if torch.is_tensor(count) else count)
 
 
-compute_token_loss = TokenLoss()  # without smoothing
 
 
-def folder_bytes(path: str | os.PathLike, pattern: str = "*") -> int:
-    return sum(p.stat().st_size for p in Path(path).glob(pattern) if p.is_file())
+def build_trainer(
+    model,
+    tokenizer,
+    training_args: Seq2SeqTrainingArguments,
+    *,
+    train_dataset=None,
+    eval_dataset=None,
+    loss: TokenLoss | None = None,
+    compute_metrics=None,
+    optimizer=None,
+    callbacks: list[TrainerCallback] | tuple = (),
+) -> Seq2SeqTrainer:
+    """The `Seq2SeqTrainer` both model types train with: one token-level loss (`TokenLoss` with
+    --label_smoothing_factor unless given), batches padded dynamically with label padding masked out."""
+    if not isinstance(model, SupermaskForConditionalGeneration):
+        model.accepts_loss_kwargs = False  # the loss receives num_items_in_batch instead
+    return Seq2SeqTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100),
+        compute_metrics=compute_metrics,
+        compute_loss_func=loss if loss is not None else TokenLoss(training_args.label_smoothing_factor),
+        optimizers=(optimizer, None),
+        callbacks=list(callbacks),
+    )
+
+
+def train(trainer: Seq2SeqTrainer, training_args, loss: TokenLoss, timer: StepTimer) -> dict[str, Any]:
+    """Train (resuming when asked to); returns the training metrics and throughput."""
+    model = trainer.model
+    if isinstance(model, SupermaskForConditionalGeneration):
+        model.save_scores = True  # intermediate checkpoints keep what resuming needs
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    if isinstance(model, SupermaskForConditionalGeneration):
+        model.save_scores = False  # the published folder is mask-only
+    results = dict(train_result.metrics)
+    results["train_wall_seconds"] = train_result.metrics.get("train_runtime")
+    if timer.step_seconds:
+        # Of this process's run (a resumed run counts from where it resumed).
+        results["train_step_seconds"] = sum(timer.step_seconds)
+        results["train_target_tokens_per_second"] = loss.train_target_tokens / results["train_step_seconds"]
+    return results
+
+
+def evaluate_and_predict(trainer: Seq2SeqTrainer, training_args, tokenized, compute_metrics) -> dict[str, Any]:
+    """Validation and test scores, as asked for (the splits were checked before training)."""
+    results: dict[str, Any] = {}
+    if training_args.do_eval:
+        results.update(trainer.evaluate(metric_key_prefix="eval"))
+    if training_args.do_predict:
+        results.update(trainer.predict(tokenized["test"], metric_key_prefix="test").metrics)
+        if compute_metrics is not None:
+            results["test_bleu_signature"] = compute_metrics.last_result.get("bleu_signature")
+            results["test_chrf_signature"] = compute_metrics.last_result.get("chrf_signature")
+    return results
 
 
 def dense_fp32_weights_bytes(model) -> int:
@@ -300,6 +602,19 @@ def dense_fp32_weights_bytes(model) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         dense.save_pretrained(tmp)
         return folder_bytes(tmp, "*.safetensors")
+
+
+def size_results(model, output_dir: Path) -> dict[str, Any]:
+    """Bytes of the saved folder and of its weights, against the dense fp32 model of the same shape."""
+    results = {
+        "checkpoint_weights_bytes": folder_bytes(output_dir, "*.safetensors"),
+        "checkpoint_folder_bytes": folder_bytes(output_dir),
+        "dense_fp32_weights_bytes": dense_fp32_weights_bytes(model),
+    }
+    if isinstance(model, SupermaskForConditionalGeneration):
+        maskable = sum(m.weight.numel() for m in model.masked_modules.values())
+        results["bits_per_maskable_weight"] = 8 * results["checkpoint_weights_bytes"] / maskable
+    return results
 
 
 def run_translation(
@@ -314,147 +629,47 @@ def run_translation(
     `callbacks` are added to the Trainer's (e.g. early stopping, or an interruption in tests).
     """
     transformers.set_seed(training_args.seed)
-    is_supermask = model_args.model_type == "supermask"
-    if model_args.model_type not in MODEL_TYPES:
-        raise ValueError(f"--model_type must be one of {MODEL_TYPES}, got {model_args.model_type!r}.")
-
-    # Data
-    raw = load_translation_dataset(
-        source_lang=data_args.source_lang,
-        target_lang=data_args.target_lang,
-        data_dir=data_args.data_dir,
-        train_file=data_args.train_file,
-        validation_file=data_args.validation_file,
-        test_file=data_args.test_file,
-        dataset_name=data_args.dataset_name,
-        dataset_config_name=data_args.dataset_config_name,
-        cache_dir=model_args.cache_dir,
-    )
-    raw = select_max_samples(raw, data_args.max_train_samples, data_args.max_eval_samples, data_args.max_predict_samples)
-
-    # Tokenizer and model
-    tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
-    if tokenizer_source:
-        tokenizer = AutoTokenizer.from_pretrained(
-            tokenizer_source, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
-        )
-    else:
-        with training_args.main_process_first(desc="training the tokenizer"):
-            tokenizer = train_tokenizer_on_dataset(
-                raw,
-                data_args.source_lang,
-                data_args.target_lang,
-                vocab_size=data_args.tokenizer_vocab_size,
-                model_type=data_args.tokenizer_type,
-            )
-    if model_args.model_name_or_path:
-        model = build_model(model_args, None)
-        config = model.config
-    else:
-        config = build_config(model_args, supermask_args, tokenizer)
-        model = build_model(model_args, config)
-    if data_args.num_beams is not None:
-        model.generation_config.num_beams = data_args.num_beams
-    # Never longer than the position table: the saved length must be one the model can generate.
-    model.generation_config.max_length = min(data_args.max_target_length, config.max_position_embeddings)
+    check_run(model_args, data_args, supermask_args, training_args)
+    raw = load_data(model_args, data_args, training_args)
+    tokenizer = load_tokenizer(model_args, data_args, training_args, raw)
+    model = load_or_build_model(model_args, data_args, supermask_args, training_args, tokenizer)
+    is_supermask = isinstance(model, SupermaskForConditionalGeneration)
     if is_supermask:
-        # Only the main process's checkpoints matter, and every process regenerates the same weights:
-        # broadcasting the (large, frozen) random-weight buffers every step would be pure overhead.
-        if training_args.ddp_broadcast_buffers is None:
-            training_args.ddp_broadcast_buffers = False
-        if training_args.ddp_find_unused_parameters is None:
-            training_args.ddp_find_unused_parameters = False  # every score is used in every forward
-        logger.info(
-            "Supermask: %d maskable weights, %d trainable scores, weights sha256 %s",
-            sum(m.weight.numel() for m in model.masked_modules.values()),
-            sum(p.numel() for p in model.parameters() if p.requires_grad),
-            model.random_weights.fingerprint,
-        )
-    else:
-        model.accepts_loss_kwargs = False  # compute_token_loss receives num_items_in_batch instead
+        prepare_supermask_for_distributed(model, training_args)
+    tokenized = tokenize(raw, tokenizer, data_args, training_args)
 
-    preprocess = make_preprocess_function(
-        tokenizer,
-        data_args.source_lang,
-        data_args.target_lang,
-        data_args.max_source_length,
-        data_args.max_target_length,
-        data_args.source_prefix,
-    )
-    with training_args.main_process_first(desc="tokenizing"):
-        tokenized = {
-            split: dataset.map(
-                preprocess,
-                batched=True,
-                num_proc=data_args.preprocessing_num_workers,
-                remove_columns=dataset.column_names,
-                desc=f"Tokenizing {split}",
-            )
-            for split, dataset in raw.items()
-        }
     # The Trainer would push intermediate checkpoints (with scores) and its own model card: the published repo is
     # the mask-only output folder with our card, uploaded once at the end.
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    collator = DataCollatorForSeq2Seq(tokenizer, model=model, label_pad_token_id=-100)
-    token_loss = TokenLoss(training_args.label_smoothing_factor)
-    timing = SupermaskTrainingCallback()
+    loss, timer = TokenLoss(training_args.label_smoothing_factor), StepTimer()
     compute_metrics = make_compute_metrics(tokenizer) if training_args.predict_with_generate else None
-    optimizer = build_optimizer(model, training_args, supermask_args)
-    trainer = Seq2SeqTrainer(
-        model=model,
-        args=training_args,
+    trainer = build_trainer(
+        model,
+        tokenizer,
+        training_args,
         train_dataset=tokenized.get("train") if training_args.do_train else None,
         eval_dataset=tokenized.get("validation"),
-        processing_class=tokenizer,
-        data_collator=collator,
+        loss=loss,
         compute_metrics=compute_metrics,
-        compute_loss_func=token_loss,
-        optimizers=(optimizer, None),
-        callbacks=[timing, *(callbacks or [])],
+        optimizer=build_optimizer(model, training_args, supermask_args),
+        callbacks=[timer, SupermaskTrainingCallback(), *(callbacks or [])],
     )
-
     if is_supermask:
         check_same_weights_on_all_ranks(model)
 
-    results: dict[str, Any] = {"model_type": model_args.model_type}
+    results: dict[str, Any] = {"model_type": model.config.model_type}
     if training_args.do_train:
-        if is_supermask:
-            model.save_scores = True  # intermediate checkpoints keep what resuming needs
-        train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        results.update(train_result.metrics)
-        results["train_wall_seconds"] = train_result.metrics.get("train_runtime")
-        if timing.train_step_seconds:
-            # Of this process's run (a resumed run counts from where it resumed).
-            results["train_step_seconds"] = timing.train_step_seconds
-            results["train_target_tokens_per_second"] = token_loss.train_target_tokens / timing.train_step_seconds
+        results.update(train(trainer, training_args, loss, timer))
     model = trainer.model
-    if is_supermask:
-        model.save_scores = False  # the published folder is mask-only
-
     output_dir = Path(training_args.output_dir)
     if trainer.is_world_process_zero():
         output_dir.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(output_dir)
         tokenizer.save_pretrained(output_dir)
-    if training_args.do_eval and "validation" in tokenized:
-        results.update(trainer.evaluate(metric_key_prefix="eval"))
-    test_signature = None
-    if training_args.do_predict and "test" in tokenized:
-        prediction = trainer.predict(tokenized["test"], metric_key_prefix="test")
-        results.update(prediction.metrics)
-        if compute_metrics is not None:
-            test_signature = compute_metrics.last_result.get("bleu_signature")
-            results["test_bleu_signature"] = test_signature
-            results["test_chrf_signature"] = compute_metrics.last_result.get("chrf_signature")
-
+    results.update(evaluate_and_predict(trainer, training_args, tokenized, compute_metrics))
     if trainer.is_world_process_zero():
-        results["checkpoint_weights_bytes"] = folder_bytes(output_dir, "*.safetensors")
-        results["checkpoint_folder_bytes"] = folder_bytes(output_dir)
-        results["dense_fp32_weights_bytes"] = dense_fp32_weights_bytes(model)
-        if is_supermask:
-            maskable = sum(m.weight.numel() for m in model.masked_modules.values())
-            results["bits_per_maskable_weight"] = 8 * results["checkpoint_weights_bytes"] / maskable
-        _write_outputs(trainer, model, tokenizer, results, model_args, data_args, supermask_args, training_args)
+        results.update(size_results(model, output_dir))
+        _write_outputs(trainer, model, tokenizer, results, data_args, supermask_args, training_args)
         results["examples"] = translate_examples(output_dir, raw.get("test"), data_args)
         if push_to_hub:
             results["hub_commit"] = push_output_folder(output_dir, training_args)
@@ -480,7 +695,7 @@ def push_output_folder(output_dir: Path, training_args: Seq2SeqTrainingArguments
 
 def translate_examples(output_dir, test_split, data_args: DataTrainingArguments) -> list[dict[str, str]]:
     """A few test sentences translated through `pipeline("translation")` from the saved folder."""
-    if test_split is None or data_args.num_examples <= 0:
+    if test_split is None or data_args.num_examples <= 0 or len(test_split) == 0:
         return []
     from transformers import pipeline
 
@@ -494,7 +709,7 @@ def translate_examples(output_dir, test_split, data_args: DataTrainingArguments)
     ]
 
 
-def _write_outputs(trainer, model, tokenizer, results, model_args, data_args, supermask_args, training_args) -> None:
+def _write_outputs(trainer, model, tokenizer, results, data_args, supermask_args, training_args) -> None:
     from .model_card import build_model_card, save_model_card
     from .plotting import plot_training_curves
 
@@ -508,7 +723,7 @@ def _write_outputs(trainer, model, tokenizer, results, model_args, data_args, su
         return  # the dense baseline gets no supermask model card
     hyperparameters = {
         "learning_rate": training_args.learning_rate,
-        "score_learning_rate": supermask_args.score_learning_rate or training_args.learning_rate,
+        "score_learning_rate": supermask_args.score_lr(training_args.learning_rate),
         "per_device_train_batch_size": training_args.per_device_train_batch_size,
         "gradient_accumulation_steps": training_args.gradient_accumulation_steps,
         "max_steps": trainer.state.max_steps,
@@ -573,15 +788,17 @@ def parse_args(args: list[str] | None = None):
         # Launched by torchrun on a machine without GPUs: transformers only sets up CPU (gloo) DDP when told to use the
         # CPU; otherwise every process would silently train its own model.
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SupermaskArguments, Seq2SeqTrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SupermaskArguments, TranslationTrainingArguments))
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0].endswith(".json"):
-        with open(args[0]) as handle:
+        # The file's values become the parser's defaults, so that the flags after it override them.
+        with open(args[0], encoding="utf-8") as handle:
             from_file = json.load(handle)
-        flags = []
-        for key, value in from_file.items():
-            flags += [f"--{key}", json.dumps(value) if isinstance(value, (bool, dict, list)) else str(value)]
-        args = flags + args[1:]
+        known = {f.name for dataclass_type in parser.dataclass_types for f in fields(dataclass_type)}
+        if unknown := sorted(set(from_file) - known):
+            raise ValueError(f"{args[0]} has keys that are no arguments of the training script: {unknown}.")
+        parser.set_defaults(**from_file)
+        args = args[1:]
     return parser.parse_args_into_dataclasses(args=args)
 
 
@@ -601,12 +818,18 @@ __all__ = [
     "DataTrainingArguments",
     "ModelArguments",
     "SupermaskArguments",
+    "StepTimer",
     "SupermaskTrainingCallback",
+    "TokenLoss",
+    "TranslationTrainingArguments",
     "build_config",
     "build_model",
     "build_optimizer",
+    "build_trainer",
+    "check_checkpoint",
+    "check_resume_config",
+    "check_run",
     "check_same_weights_on_all_ranks",
-    "compute_token_loss",
     "format_summary",
     "main",
     "parse_args",

@@ -177,6 +177,17 @@ class MaskedWeight(nn.Module):
     def drop_folded_weight(self) -> None:
         self._folded = None
 
+    def swap_mask_set(self, state: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
+        """Hold another mask set's scores (and eval-mode fold, if it has one); return this set's, to hold on to.
+
+        A pointer swap, no copy: switching sets regenerates nothing. The packed `mask` buffer follows on the next
+        save or state_dict, as always.
+        """
+        mine = {"scores": self.scores.data, "folded": self._folded}
+        self.scores.data = state["scores"].to(self.scores.device)
+        self._folded = None if self.training else state["folded"]
+        return mine
+
     def train(self, mode: bool = True):
         self._folded = None  # eval() refolds from the scores as they are then
         return super().train(mode)

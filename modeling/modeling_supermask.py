@@ -466,6 +466,10 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         self.generation_config.bad_words_ids = [[config.pad_token_id]]
         # Published checkpoints hold masks only; Trainer checkpoints set `save_scores` to keep what resuming needs.
         self.save_scores = False
+        # Mask sets over the same random weights (`load_masks`): the inactive ones, by name; the active one is in
+        # the modules.
+        self._active_masks = "default"
+        self._inactive_mask_sets: dict[str, dict[str, dict]] = {}
         self._score_keys = {f"{name}.scores" for name in self.masked_modules}
         self.post_init()
 
@@ -670,6 +674,73 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
                 f"The masks in {source} do not match the `masks_sha256` recorded in its config.json: the mask file is "
                 "corrupted or was replaced. Re-save or re-download the checkpoint."
             )
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Several mask sets over one random network (e.g. one per translation direction)
+    # ----------------------------------------------------------------------------------------------------------
+
+    @property
+    def active_masks(self) -> str:
+        """Name of the mask set the model computes with ("default" for the one it was created or loaded with)."""
+        return self._active_masks
+
+    @property
+    def mask_sets(self) -> tuple[str, ...]:
+        """Names of every mask set this model holds, the active one first."""
+        return (self._active_masks, *self._inactive_mask_sets)
+
+    def load_masks(self, source: str | os.PathLike, name: str, **kwargs) -> None:
+        """Add the masks of the mask-only checkpoint `source` (folder or Hub repo id) as the set `name`.
+
+        The checkpoint must have been found over exactly these random weights (its `weights_sha256` equals this
+        model's: same seed, shape, init and generator) at the same density; anything else is refused. Its scores
+        are rebuilt from its masks once, here; `set_active_masks` then switches without reading a file or
+        regenerating anything. `kwargs` go to `from_pretrained` (e.g. `revision`).
+        """
+        if name in self.mask_sets:
+            raise ValueError(f"This model already holds a mask set named {name!r} (it holds {list(self.mask_sets)}).")
+        other = type(self).from_pretrained(source, **kwargs)
+        mine, theirs = self.config, other.config
+        differing = [field for field in ("weights_sha256", "density", "mask_embedding", "embedding_sha256")
+                     if getattr(theirs, field) != (self.random_weights.fingerprint if field == "weights_sha256"
+                                                   else getattr(mine, field))]  # fmt: skip
+        if differing:
+            raise ValueError(
+                f"The masks at {source} were found over other weights or at another density than this model's "
+                f"(differing: {', '.join(f'{f}={getattr(theirs, f)!r}' for f in differing)}; this model has seed "
+                f"{mine.seed}, weight_init {mine.weight_init!r}, density {mine.density}). Masks are only meaningful "
+                "over the weights they were found for: load them as a model of their own instead."
+            )
+        self._inactive_mask_sets[name] = {
+            module_name: {"scores": module.scores.data.to(self.device), "folded": None}
+            for module_name, module in other.masked_modules.items()
+        }
+
+    def set_active_masks(self, name: str) -> None:
+        """Compute with the mask set `name` from now on: pointer swaps, no file, no regeneration. In eval mode each
+        set keeps its own folded weights, so switching back and forth costs nothing after each set's first use."""
+        if name == self._active_masks:
+            return
+        if name not in self._inactive_mask_sets:
+            raise KeyError(f"No mask set named {name!r}; this model holds {list(self.mask_sets)} (see `load_masks`).")
+        target = self._inactive_mask_sets.pop(name)
+        current = {module_name: module.swap_mask_set(target[module_name])
+                   for module_name, module in self.masked_modules.items()}  # fmt: skip
+        self._inactive_mask_sets[self._active_masks] = current
+        self._active_masks = name
+
+    def save_mask_sets(self, directory: str | os.PathLike) -> list[Path]:
+        """Save every mask set as its own mask-only checkpoint, `directory/<name>/`, each loadable and pushable
+        alone (`from_pretrained`, `load_masks`). Returns the folders."""
+        active, folders = self._active_masks, []
+        try:
+            for name in self.mask_sets:
+                self.set_active_masks(name)
+                folders.append(Path(directory) / name)
+                self.save_pretrained(folders[-1])
+        finally:
+            self.set_active_masks(active)
+        return folders
 
     # ----------------------------------------------------------------------------------------------------------
     # Export

@@ -86,6 +86,9 @@ class TranslationPipeline(Pipeline):
       `translation_text`.
     - `clean_up_tokenization_spaces` (`bool`, *optional*, defaults to `False`): passed to `tokenizer.decode`, which
       always uses `skip_special_tokens=True`.
+    - `mask_set` (`str`, *optional*): for models holding several mask sets over one network (hf_supermask's
+      `load_masks`), the set to translate with; by default the set named after the task's direction ("en-fr" for
+      `"translation_en_to_fr"`) if the model holds one, else the active set.
     """
 
     _pipeline_calls_generate = True
@@ -130,6 +133,7 @@ class TranslationPipeline(Pipeline):
         return_text: bool | None = None,
         return_type: ReturnType | None = None,
         clean_up_tokenization_spaces: bool | None = None,
+        mask_set: str | None = None,
         **generate_kwargs,
     ):
         preprocess_params = {}
@@ -150,6 +154,16 @@ class TranslationPipeline(Pipeline):
         # Everything else goes to `generate()`, which rejects unknown arguments
         self._check_generation_parameters(generate_kwargs)
         forward_params = generate_kwargs
+        # Models holding several mask sets (one per direction): `mask_set=`, or the set named after the task's
+        # direction ("en-fr" for "translation_en_to_fr") when the model holds one.
+        sets = getattr(self.model, "mask_sets", ())
+        direction = f"{preprocess_params.get('src_lang')}-{preprocess_params.get('tgt_lang')}"
+        if mask_set is None and direction in sets:
+            mask_set = direction
+        if mask_set is not None:
+            if mask_set not in sets:
+                raise ValueError(f"`mask_set={mask_set!r}`, but the model holds the mask sets {list(sets)}.")
+            forward_params["mask_set"] = mask_set
         if getattr(self, "assistant_model", None) is not None:
             forward_params["assistant_model"] = self.assistant_model
         if getattr(self, "assistant_tokenizer", None) is not None:
@@ -303,6 +317,9 @@ class TranslationPipeline(Pipeline):
         is_empty = model_inputs["is_empty"].bool()
         in_b = input_ids.shape[0]
 
+        mask_set = generate_kwargs.pop("mask_set", None)
+        if mask_set is not None:
+            self.model.set_active_masks(mask_set)
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
         if "max_new_tokens" not in generate_kwargs and "max_length" not in generate_kwargs:
             # The lengths saved with the model apply: they must fit its position table too.

@@ -1,14 +1,11 @@
 #!/usr/bin/env python
-"""Fold a supermask checkpoint into a stock MarianMTModel folder: `python scripts/export_dense.py CHECKPOINT OUT`."""
+"""Fold a supermask checkpoint into a stock MarianMTModel folder: `python scripts/export_dense.py CHECKPOINT OUT`
+(the same as `python -m hf_supermask export-dense CHECKPOINT OUT`, whose flags it takes)."""
 
-import argparse
+import sys
 
-from hf_supermask.export import export_dense_folder
+from hf_supermask.cli import main
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("checkpoint", help="Supermask checkpoint folder or Hub id.")
-    parser.add_argument("output_dir", help="Where to write the MarianMTModel and its tokenizer.")
-    args = parser.parse_args()
-    print(export_dense_folder(args.checkpoint, args.output_dir))
+    main(["export-dense", *sys.argv[1:]])

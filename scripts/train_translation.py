@@ -4,12 +4,16 @@
     python scripts/train_translation.py --output_dir outputs/en-de --do_train --do_eval --do_predict \
         --predict_with_generate --config_overrides "d_model=256,encoder_layers=3,decoder_layers=3"
 
-Also takes one JSON file of arguments. `--model_type marian` trains a dense MarianMTModel of the same shape.
+Also takes one JSON file of arguments, then flags that override it (`scripts/demo.json --max_steps 20`).
+`--model_type marian` trains a dense MarianMTModel of the same shape.
 Multi-process: `accelerate launch` or `torchrun --nproc_per_node N` in front of the same command.
+The same as `python -m hf_supermask train ...`: mistakes are reported as `error: ...`, without a traceback.
 """
 
-from hf_supermask.training import main
+import sys
+
+from hf_supermask.cli import main
 
 
 if __name__ == "__main__":
-    main()
+    main(["train", *sys.argv[1:]])

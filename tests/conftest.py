@@ -64,3 +64,42 @@ def tiny_tokenizer(multi30k_slice):
 
     english, german = multi30k_slice
     return train_tokenizer(english + german, vocab_size=320, model_max_length=128)
+
+
+# The shape of the tiny models that tests train.
+SHAPE = (
+    "d_model=32,encoder_layers=2,decoder_layers=2,encoder_ffn_dim=64,decoder_ffn_dim=64,"
+    "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128"
+)
+
+
+def training_flags(output_dir, tokenizer_dir, *extra) -> list[str]:
+    """Flags of a tiny, quick training run on the real Multi30k slice."""
+    return [
+        "--output_dir", str(output_dir), "--data_dir", str(DATA_DIR), "--tokenizer_name", str(tokenizer_dir),
+        "--config_overrides", SHAPE, "--max_train_samples", "160", "--max_eval_samples", "16",
+        "--max_predict_samples", "16", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
+        "--learning_rate", "5e-3", "--report_to", "none", "--logging_steps", "2", "--seed", "3",
+        "--max_target_length", "24", "--num_examples", "2", "--disable_tqdm", "true",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(tmp_path_factory, tiny_tokenizer):
+    path = tmp_path_factory.mktemp("tokenizer")
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, tokenizer_dir):
+    """A finished 8-update run: its output folder (with checkpoint-4 and checkpoint-8) and its results."""
+    from hf_supermask.training import parse_args, run_translation
+
+    output_dir = tmp_path_factory.mktemp("run") / "out"
+    flags = training_flags(
+        output_dir, tokenizer_dir, "--do_train", "--do_eval", "--do_predict", "--predict_with_generate",
+        "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4", "--save_steps", "4",
+    )  # fmt: skip
+    return output_dir, run_translation(*parse_args(flags))

@@ -13,47 +13,15 @@ from transformers import AutoModelForSeq2SeqLM, TrainerCallback, pipeline
 from hf_supermask import SupermaskForConditionalGeneration
 from hf_supermask.training import SupermaskArguments, build_optimizer, parse_args, run_translation
 
-from conftest import DATA_DIR, read_lines
-
-
-SHAPE = (
-    "d_model=32,encoder_layers=2,decoder_layers=2,encoder_ffn_dim=64,decoder_ffn_dim=64,"
-    "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128"
-)
-
-
-@pytest.fixture(scope="session")
-def tokenizer_dir(tmp_path_factory, tiny_tokenizer):
-    path = tmp_path_factory.mktemp("tokenizer")
-    tiny_tokenizer.save_pretrained(path)
-    return path
+from conftest import training_flags
 
 
 def _args(output_dir, tokenizer_dir, *extra):
-    return parse_args(
-        [
-            "--output_dir", str(output_dir), "--data_dir", str(DATA_DIR), "--tokenizer_name", str(tokenizer_dir),
-            "--config_overrides", SHAPE, "--max_train_samples", "160", "--max_eval_samples", "16",
-            "--max_predict_samples", "16", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
-            "--learning_rate", "5e-3", "--report_to", "none", "--logging_steps", "2", "--seed", "3",
-            "--max_target_length", "24", "--num_examples", "2", "--disable_tqdm", "true",
-            *extra,
-        ]
-    )  # fmt: skip
+    return parse_args(training_flags(output_dir, tokenizer_dir, *extra))
 
 
 def _run(output_dir, tokenizer_dir, *extra, callbacks=None):
     return run_translation(*_args(output_dir, tokenizer_dir, *extra), callbacks=callbacks)
-
-
-@pytest.fixture(scope="session")
-def trained(tmp_path_factory, tokenizer_dir):
-    output_dir = tmp_path_factory.mktemp("run") / "out"
-    results = _run(
-        output_dir, tokenizer_dir, "--do_train", "--do_eval", "--do_predict", "--predict_with_generate",
-        "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4", "--save_steps", "4",
-    )  # fmt: skip
-    return output_dir, results
 
 
 def test_output_folder_is_what_a_user_needs(trained):
@@ -167,6 +135,31 @@ def test_scores_get_their_own_learning_rate(tokenizer_dir, tmp_path):
     assert optimizer.param_groups[0]["weight_decay"] == 0.0
     assert len(optimizer.param_groups[0]["params"]) == len(model.masked_modules)
     assert build_optimizer(model, training_args, SupermaskArguments()) is None  # the Trainer's own optimizer
+    frozen = build_optimizer(model, training_args, SupermaskArguments(score_learning_rate=0.0))  # 0.0 is a rate too
+    assert [group["lr"] for group in frozen.param_groups] == [0.0]
+
+
+def test_json_file_then_overriding_flags(tmp_path):
+    from conftest import REPO_ROOT
+
+    demo = REPO_ROOT / "scripts" / "demo.json"
+    model_args, data_args, _, training_args = parse_args([str(demo), "--max_steps", "20", "--output_dir", str(tmp_path)])
+    assert (training_args.max_steps, training_args.output_dir, training_args.do_train) == (20, str(tmp_path), True)
+    assert data_args.num_beams == 4 and "d_model=256" in model_args.config_overrides  # from the file
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**json.loads(demo.read_text()), "max_step": 20}))
+    with pytest.raises(ValueError, match=r"wrong.json has keys that are no arguments of the training script: \['max_step'\]"):
+        parse_args([str(wrong)])
+
+
+def test_the_model_loaded_decides_what_it_is(trained, tokenizer_dir, tmp_path):
+    """--model_name_or_path of a dense Marian folder, with --model_type left at its default (supermask)."""
+    from hf_supermask.export import export_dense_folder
+
+    export_dense_folder(trained[0], tmp_path / "dense")
+    results = _run(tmp_path / "out", tokenizer_dir, "--model_name_or_path", str(tmp_path / "dense"), "--do_eval",
+                   "--num_examples", "0")  # fmt: skip
+    assert results["model_type"] == "marian" and results["eval_loss"] > 0
 
 
 def test_command_line_translate_and_export(trained, tmp_path):

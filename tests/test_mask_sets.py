@@ -1,0 +1,88 @@
+"""Several mask sets over one random network: switched without reloading, refused when found over other weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hf_supermask import SupermaskForConditionalGeneration
+
+from conftest import read_lines, tiny_config
+
+
+SOURCES = read_lines("test_2016_flickr", "en", 4)
+
+
+def _scrambled(config, seed: int) -> SupermaskForConditionalGeneration:
+    """A model whose masks moved away from their initial top-k (a stand-in for one direction's training)."""
+    model = SupermaskForConditionalGeneration(config)
+    with torch.no_grad():
+        for module in model.masked_modules.values():
+            module.scores.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(seed)))
+    return model
+
+
+@pytest.fixture(scope="module")
+def two_directions(tmp_path_factory, tiny_tokenizer):
+    config = tiny_config(vocab_size=len(tiny_tokenizer))
+    folders = {}
+    for name, seed in (("en-de", 1), ("en-fr", 2)):
+        folders[name] = tmp_path_factory.mktemp(name)
+        _scrambled(config, seed).save_pretrained(folders[name])
+        tiny_tokenizer.save_pretrained(folders[name])
+    return folders
+
+
+def _logits(model, tokenizer):
+    batch = tokenizer(SOURCES, return_tensors="pt", padding=True)
+    with torch.no_grad():
+        return model(**batch, decoder_input_ids=batch["input_ids"][:, :5]).logits
+
+
+def test_switching_mask_sets_equals_separately_loaded_models(two_directions, tiny_tokenizer, tmp_path):
+    separate = {name: SupermaskForConditionalGeneration.from_pretrained(path) for name, path in two_directions.items()}
+    model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
+    model.load_masks(two_directions["en-fr"], "en-fr")
+    assert model.active_masks == "default" and set(model.mask_sets) == {"default", "en-fr"}
+    expected = {name: _logits(m, tiny_tokenizer) for name, m in separate.items()}
+    assert not torch.equal(expected["en-de"], expected["en-fr"])
+    for name in ("en-fr", "default", "en-fr", "default"):  # back and forth, in eval mode (folds kept per set)
+        model.set_active_masks(name)
+        torch.testing.assert_close(_logits(model, tiny_tokenizer), expected["en-de" if name == "default" else name])
+    model.train()
+    model.set_active_masks("en-fr")  # in training mode too, and the masks are what the scores select
+    model.eval()
+    torch.testing.assert_close(_logits(model, tiny_tokenizer), expected["en-fr"])
+    folders = model.save_mask_sets(tmp_path)
+    assert {f.name for f in folders} == {"default", "en-fr"} and model.active_masks == "en-fr"
+    reloaded = SupermaskForConditionalGeneration.from_pretrained(tmp_path / "en-fr")
+    assert reloaded.masks_fingerprint() == separate["en-fr"].masks_fingerprint()
+
+
+def test_the_translation_pipeline_picks_the_mask_set(two_directions, tiny_tokenizer):
+    from transformers import pipeline
+
+    import hf_supermask  # noqa: F401
+
+    model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
+    model.load_masks(two_directions["en-fr"], "en-fr")
+    alone = pipeline("translation", model=str(two_directions["en-fr"]), device="cpu")
+    expected = alone(SOURCES, max_new_tokens=6)
+    by_task = pipeline("translation_en_to_fr", model=model, tokenizer=tiny_tokenizer, device="cpu")
+    by_name = pipeline("translation", model=model, tokenizer=tiny_tokenizer, device="cpu", mask_set="en-fr")
+    model.set_active_masks("default")
+    assert by_task(SOURCES, max_new_tokens=6) == expected
+    model.set_active_masks("default")
+    assert by_name(SOURCES, max_new_tokens=6) == expected
+
+
+def test_masks_found_over_other_weights_are_refused(two_directions, tiny_tokenizer, tmp_path):
+    model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
+    for name, overrides in (("other-seed", {"seed": 99}), ("other-shape", {"encoder_ffn_dim": 32}),
+                            ("other-density", {"density": 0.3})):  # fmt: skip
+        _scrambled(tiny_config(vocab_size=len(tiny_tokenizer), **overrides), 3).save_pretrained(tmp_path / name)
+        with pytest.raises(ValueError, match="found over other weights or at another density"):
+            model.load_masks(tmp_path / name, name)
+    with pytest.raises(KeyError, match="No mask set named 'de-en'"):
+        model.set_active_masks("de-en")
+    assert model.mask_sets == ("default",)
