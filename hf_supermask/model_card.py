@@ -126,6 +126,7 @@ def build_model_card(
     dense_fp32_bytes: Optional[int],
     plot_filename: Optional[str],
     base_config: Optional[dict] = None,
+    bits_per_weight: Optional[float] = None,
     license: str = "apache-2.0",
     chrf_signature: Optional[str] = None,
     revision: Optional[str] = None,
@@ -166,8 +167,11 @@ def build_model_card(
         plot_filename (`str`, *optional*):
             File name of the training-curve PNG stored next to the README (embedded in the card), or `None`.
         base_config (`dict`, *optional*):
-            Architecture settings to list (e.g. a subset of `config.json`); `weights_sha256` and `generator_version`
-            entries are also shown in the checkpoint-format section.
+            Architecture settings to list (`architecture_summary(config)`: what defines the model, not every field
+            of `config.json`); `weights_sha256` and `generator_version` are also shown in the checkpoint-format
+            section.
+        bits_per_weight (`float`, *optional*):
+            Bits of `model.safetensors` per maskable weight.
         license (`str`, *optional*, defaults to `"apache-2.0"`):
             License identifier of the model.
         revision (`str`, *optional*):
@@ -213,7 +217,7 @@ def build_model_card(
         "test_chrf": f"{test_chrf:.2f}" if test_chrf is not None else None,
         "bleu_signature": bleu_signature,
         "chrf_signature": chrf_signature,
-        **_size_variables(checkpoint_bytes, dense_fp32_bytes),
+        **_size_variables(checkpoint_bytes, dense_fp32_bytes, bits_per_weight),
         "plot_filename": plot_filename,
         "revision": revision,
         "license": license,
@@ -248,9 +252,28 @@ def _eval_results(
     ]
 
 
-def _size_variables(checkpoint_bytes: Optional[int], dense_fp32_bytes: Optional[int]) -> dict[str, Optional[str]]:
+# What defines a supermask model, in the order a reader needs it (the card lists these, not all of config.json).
+ARCHITECTURE_FIELDS = (
+    "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
+    "encoder_ffn_dim", "decoder_ffn_dim", "activation_function", "vocab_size", "max_position_embeddings",
+    "share_layers", "density", "mask_embedding", "weight_init", "attention_init", "scale_fan", "score_init",
+    "embedding_scale", "output_scale", "embedding_source", "seed", "generator_version", "weights_sha256",
+    "masks_sha256", "embedding_sha256",
+)  # fmt: skip
+
+
+def architecture_summary(config) -> dict[str, Any]:
+    """The config fields that define a supermask model (shape, sharing, density, init, seed, fingerprints, generator
+    version), for the card's "Architecture" table; unset optional fields are left out."""
+    values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+    return {name: values[name] for name in ARCHITECTURE_FIELDS if values.get(name) is not None}
+
+
+def _size_variables(checkpoint_bytes: Optional[int], dense_fp32_bytes: Optional[int],
+                    bits_per_weight: Optional[float] = None) -> dict[str, Optional[str]]:  # fmt: skip
     """The checkpoint's size against the dense fp32 model's, as the card shows them."""
     return {
+        "bits_per_weight": f"{bits_per_weight:.3f}" if bits_per_weight else None,
         "checkpoint_size": _human_bytes(checkpoint_bytes) if checkpoint_bytes else None,
         "dense_size": _human_bytes(dense_fp32_bytes) if dense_fp32_bytes else None,
         "compression_ratio": f"{dense_fp32_bytes / checkpoint_bytes:.1f}×"

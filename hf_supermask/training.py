@@ -710,7 +710,7 @@ def translate_examples(output_dir, test_split, data_args: DataTrainingArguments)
 
 
 def _write_outputs(trainer, model, tokenizer, results, data_args, supermask_args, training_args) -> None:
-    from .model_card import build_model_card, save_model_card
+    from .model_card import architecture_summary, build_model_card, save_model_card
     from .plotting import plot_training_curves
 
     output_dir = Path(training_args.output_dir)
@@ -745,7 +745,8 @@ def _write_outputs(trainer, model, tokenizer, results, data_args, supermask_args
         checkpoint_bytes=results.get("checkpoint_weights_bytes"),
         dense_fp32_bytes=results.get("dense_fp32_weights_bytes"),
         plot_filename=Path(plot).name,
-        base_config=model.config.to_dict(),
+        base_config=architecture_summary(model.config),
+        bits_per_weight=results.get("bits_per_maskable_weight"),
     )
     save_model_card(card, output_dir)
 

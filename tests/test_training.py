@@ -60,6 +60,15 @@ def test_model_card_metadata(trained):
     assert values["bleu"] == pytest.approx(results["test_bleu"], abs=0.01)
     assert values["chrf"] == pytest.approx(results["test_chrf"], abs=0.01)
     assert "non-commercial" in text.lower() and "training_curves.png" in text
+    # The architecture table lists what defines the model, not every config.json field
+    architecture = text.split("### Architecture")[1].split("##")[0]
+    config = json.loads((output_dir / "config.json").read_text())
+    for field in ("d_model", "share_layers", "density", "weight_init", "seed", "generator_version", "weights_sha256",
+                  "masks_sha256"):  # fmt: skip
+        assert f"| `{field}` | `{config[field]}` |" in architecture, field
+    for noise in ("id2label", "chunk_size_feed_forward", "output_hidden_states", "problem_type", "auto_map"):
+        assert noise not in architecture
+    assert f"{results['bits_per_maskable_weight']:.3f} bits per" in text
 
 
 def test_log_history_has_time_and_mask_changes(trained):
