@@ -1,0 +1,64 @@
+# Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
+"""Serving a found model with CTranslate2 (the deploy path; `export.export_ctranslate2_folder` writes the folder).
+
+CTranslate2 is an optional extra (`pip install hf_supermask[ctranslate2]`): a C++ inference engine for Transformer
+translation models, faster than PyTorch generation on CPUs, with int8 weights. Its converter takes the
+`export_dense()` of a supermask model as it takes any Marian checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+QUANTIZATIONS = ("int8", "int8_float32", "int16", "float16", "bfloat16", "float32")
+
+
+def require_ctranslate2():
+    try:
+        import ctranslate2
+    except ImportError:
+        raise ImportError(
+            "CTranslate2 is not installed. It is an optional extra: pip install 'hf_supermask[ctranslate2]' (or "
+            "pip install ctranslate2)."
+        ) from None
+    return ctranslate2
+
+
+class CTranslate2Translator:
+    """Translates with a CTranslate2 model folder written by `export_ctranslate2_folder`, like the PyTorch pipeline
+    does (same tokenizer, same decoding settings from the folder's generation_config.json unless overridden)."""
+
+    def __init__(self, model_dir: str | os.PathLike, compute_type: str = "default", threads: int = 0):
+        ctranslate2 = require_ctranslate2()
+        from transformers import AutoTokenizer, GenerationConfig
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.translator = ctranslate2.Translator(str(model_dir), device="cpu", compute_type=compute_type,
+                                                 intra_threads=threads)  # fmt: skip
+        try:
+            saved = GenerationConfig.from_pretrained(model_dir)
+            self.defaults = {"num_beams": saved.num_beams, "no_repeat_ngram_size": saved.no_repeat_ngram_size,
+                             "length_penalty": saved.length_penalty, "max_length": saved.max_length}  # fmt: skip
+        except OSError:
+            self.defaults = {}
+
+    def __call__(self, sentences: list[str], batch_size: int = 32, **settings: Any) -> list[str]:
+        """Translations of `sentences`. Settings as for the pipeline: num_beams, no_repeat_ngram_size,
+        length_penalty, max_new_tokens (or max_length)."""
+        options = {**self.defaults, **settings}
+        max_tokens = options.get("max_new_tokens") or options.get("max_length") or 256
+        tokens = [self.tokenizer.convert_ids_to_tokens(self.tokenizer(s)["input_ids"]) for s in sentences]
+        results = self.translator.translate_batch(
+            tokens,
+            max_batch_size=batch_size,
+            beam_size=int(options.get("num_beams") or 1),
+            no_repeat_ngram_size=int(options.get("no_repeat_ngram_size") or 0),
+            length_penalty=float(options.get("length_penalty") or 1.0),
+            max_decoding_length=int(max_tokens),
+        )
+        return [
+            self.tokenizer.decode(self.tokenizer.convert_tokens_to_ids(r.hypotheses[0]), skip_special_tokens=True)
+            for r in results
+        ]

@@ -1,0 +1,58 @@
+"""The deploy path: export-ctranslate2 (float32 and int8) and translate --backend ctranslate2."""
+
+from __future__ import annotations
+
+import pytest
+
+from hf_supermask.cli import main as cli
+
+from conftest import read_lines, tiny_config
+
+
+ctranslate2 = pytest.importorskip("ctranslate2", reason="the optional extra: pip install -e .[ctranslate2]")
+SOURCES = read_lines("test_2016_flickr", "en", 4)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_tokenizer):
+    """A tiny model whose masks moved away from their initial top-k, with its tokenizer. (A barely trained model
+    would end every sentence at once, which CTranslate2 never does: it forbids an empty first step.)"""
+    import torch
+
+    from hf_supermask import SupermaskForConditionalGeneration
+
+    model = SupermaskForConditionalGeneration(tiny_config(vocab_size=len(tiny_tokenizer), output_scale=2.0))
+    with torch.no_grad():
+        for module in model.masked_modules.values():
+            module.scores.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(7)))
+    path = tmp_path_factory.mktemp("checkpoint")
+    model.save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("quantization", [None, "int8"])
+def test_export_ctranslate2_then_translate_with_it(checkpoint, tmp_path, capsys, quantization):
+    output_dir = checkpoint
+    target = tmp_path / f"ct2-{quantization}"
+    cli(["export-ctranslate2", str(output_dir), str(target), *(["--quantization", quantization] if quantization else [])])
+    assert (target / "model.bin").exists() and (target / "tokenizer.json").exists()
+    capsys.readouterr()
+    cli(["translate", str(output_dir), *SOURCES, "--num_beams", "1", "--max_new_tokens", "12"])
+    pytorch = capsys.readouterr().out.splitlines()
+    cli(["translate", str(target), *SOURCES, "--backend", "ctranslate2", "--num_beams", "1", "--max_new_tokens", "11"])
+    served = capsys.readouterr().out.splitlines()
+    assert len(served) == len(SOURCES)
+    if quantization is None:  # float32: the same greedy translations (generate() also forces </s> at the limit)
+        assert served == pytorch and any(served)
+    # the export refuses the checkpoint's own folder, like export-dense
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["export-ctranslate2", str(output_dir), str(output_dir / "ct2")])
+    assert exit_info.value.code == 1 and "inside it" in capsys.readouterr().err
+
+
+def test_unknown_quantization_is_refused(checkpoint, tmp_path, capsys):
+    output_dir = checkpoint
+    with pytest.raises(SystemExit):
+        cli(["export-ctranslate2", str(output_dir), str(tmp_path / "x"), "--quantization", "int3"])
+    assert "--quantization must be one of" in capsys.readouterr().err
