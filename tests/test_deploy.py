@@ -56,3 +56,17 @@ def test_unknown_quantization_is_refused(checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli(["export-ctranslate2", str(output_dir), str(tmp_path / "x"), "--quantization", "int3"])
     assert "--quantization must be one of" in capsys.readouterr().err
+
+
+def test_backend_benchmark_smoke(checkpoint, tmp_path):
+    from hf_supermask.deploy import backends_table, benchmark_backends
+
+    from conftest import DATA_DIR
+
+    results = benchmark_backends(checkpoint, tmp_path, str(DATA_DIR), num_sentences=8, beams=(1, 2), repetitions=1,
+                                 log=lambda *_: None)  # fmt: skip
+    assert set(results["rows"]) == {f"{b}_beam{n}" for b in ("pytorch", "ctranslate2_float32", "ctranslate2_int8")
+                                    for n in (1, 2)}  # fmt: skip
+    assert results["rows"]["pytorch_beam1"]["speedup"] == 1.0
+    assert all(r["sentences_per_second"] > 0 and 0 <= r["bleu"] <= 100 for r in results["rows"].values())
+    assert "| ctranslate2_int8 | 2 |" in backends_table(results)
