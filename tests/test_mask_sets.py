@@ -86,3 +86,23 @@ def test_masks_found_over_other_weights_are_refused(two_directions, tiny_tokeniz
     with pytest.raises(KeyError, match="No mask set named 'de-en'"):
         model.set_active_masks("de-en")
     assert model.mask_sets == ("default",)
+
+
+def test_mask_overlap_and_non_target_combinations(two_directions, tiny_tokenizer, tmp_path):
+    from hf_supermask.mask_analysis import combine_masks, mask_overlap, overlap_table, plot_overlaps
+
+    de = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
+    fr = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-fr"])
+    itself = mask_overlap(de, de)
+    assert itself["all"] == 1.0 and set(itself["by_kind"].values()) == {1.0}
+    independent = mask_overlap(de, fr)  # two unrelated scramblings: near chance (density 0.5)
+    assert abs(independent["all"] - 0.5) < 0.05
+    assert {"embedding", "encoder.fc1", "decoder.encoder_attn.q_proj"} <= set(independent["by_kind"])
+    assert {"embedding", "encoder 0", "decoder 1"} <= set(independent["by_layer"])
+    combined = combine_masks(de, fr)
+    assert mask_overlap(combined, de)["by_layer"]["encoder 1"] == 1.0
+    assert mask_overlap(combined, fr)["by_layer"]["decoder 0"] == 1.0
+    assert mask_overlap(combined, de)["by_kind"]["embedding"] == 1.0
+    assert "| chance (= density) | 0.50 |" in overlap_table({"en-de / en-fr": independent})
+    assert plot_overlaps({"en-de / en-fr": independent}, tmp_path / "overlap.png")
+    assert (tmp_path / "overlap.png").stat().st_size > 0
