@@ -285,6 +285,8 @@ def run_worker(spec: dict[str, Any], start: float | None = None) -> dict[str, An
         result.update(_load_worker(spec))
     elif spec["kind"] == "train":
         result.update(_train_worker(spec))
+    elif spec["kind"] == "mask_sets":
+        result.update(_mask_sets_worker(spec))
     else:
         raise ValueError(f"Unknown worker kind {spec['kind']!r}.")
     return result
@@ -301,6 +303,54 @@ def _load_worker(spec: dict[str, Any]) -> dict[str, Any]:
     if type(model).__name__ != expected:
         raise RuntimeError(f"{spec['folder']} loaded as {type(model).__name__}, expected {expected}.")
     return {"from_pretrained_seconds": seconds}
+
+
+def _mask_sets_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Hold k mask sets: one model with `load_masks` ("one_model"), or k models ("separate"); translate a few
+    sentences with each (so that eval-mode folds exist), then report the resident memory and the times."""
+    import hf_supermask  # noqa: F401
+    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(spec["folders"][0])
+    batch = tokenizer(spec["sentences"], return_tensors="pt", padding=True)
+    baseline = _rss_mb()
+    started = time.perf_counter()
+    if spec["mode"] == "one_model":
+        model = AutoModelForSeq2SeqLM.from_pretrained(spec["folders"][0])
+        for i, folder in enumerate(spec["folders"][1:], start=1):
+            model.load_masks(folder, f"set{i}")
+        names = model.mask_sets
+        models = {name: model for name in names}
+    else:
+        models = {f"set{i}": AutoModelForSeq2SeqLM.from_pretrained(f) for i, f in enumerate(spec["folders"])}
+    load_seconds = time.perf_counter() - started
+    switches, first_forwards, forwards = [], [], []
+    for repetition in range(spec["repetitions"]):
+        for name, model in models.items():
+            if spec["mode"] == "one_model":
+                started = time.perf_counter()
+                model.set_active_masks(name)
+                switches.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            model.generate(**batch, max_new_tokens=8, min_new_tokens=8, num_beams=1)
+            (first_forwards if repetition == 0 else forwards).append(time.perf_counter() - started)
+    return {
+        "sets": len(spec["folders"]),
+        "load_seconds": load_seconds,
+        "switch_seconds": _median(switches) if switches else None,
+        "first_generate_seconds": _median(first_forwards),
+        "generate_seconds": _median(forwards) if forwards else None,
+        "rss_above_baseline_mb": _rss_mb() - baseline,
+    }
+
+
+def benchmark_mask_sets(folders: list[str], sentences: list[str], repetitions: int = 3) -> dict[str, Any]:
+    """One model holding k mask sets against k separately loaded models, each in a fresh process: load time, switch
+    time, generate time after a switch (eval-mode folds are kept per set, so only a set's first use folds), and
+    resident memory."""
+    spec = {"kind": "mask_sets", "model": "supermask", "folders": list(folders), "sentences": sentences,
+            "repetitions": repetitions, "threads": 1}  # fmt: skip
+    return {mode: _run(dict(spec, mode=mode), in_process=False) for mode in ("one_model", "separate")}
 
 
 def _train_worker(spec: dict[str, Any]) -> dict[str, Any]:

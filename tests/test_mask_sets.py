@@ -106,3 +106,13 @@ def test_mask_overlap_and_non_target_combinations(two_directions, tiny_tokenizer
     assert "| chance (= density) | 0.50 |" in overlap_table({"en-de / en-fr": independent})
     assert plot_overlaps({"en-de / en-fr": independent}, tmp_path / "overlap.png")
     assert (tmp_path / "overlap.png").stat().st_size > 0
+
+
+def test_mask_sets_benchmark_smoke(two_directions):
+    from hf_supermask.benchmark import benchmark_mask_sets
+
+    results = benchmark_mask_sets([str(p) for p in two_directions.values()], SOURCES[:2], repetitions=2)
+    one, separate = results["one_model"], results["separate"]
+    assert one["sets"] == separate["sets"] == 2
+    assert one["switch_seconds"] >= 0 and separate["switch_seconds"] is None
+    assert one["rss_above_baseline_mb"] > 0 and separate["rss_above_baseline_mb"] > 0
