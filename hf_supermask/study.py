@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -383,8 +384,57 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
         "row_wall_seconds": time.time() - started,
         "curve": _curve_points(history),
         "lever_probes": _lever_summary(Path(study.results_dir), row),
-        "command": "python scripts/bleu_study.py " + " ".join(f"--{k} {v}" for k, v in vars(study).items() if v),
+        "command": shlex.join(["python", "scripts/bleu_study.py",
+                               *(x for k, v in vars(study).items() if v for x in (f"--{k}", str(v)))]),  # fmt: skip
     }
+
+
+SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+                 "tokenizer_config.json", "special_tokens_map.json", "training_curves.png")  # fmt: skip
+
+
+def ship_row(results_dir: str | os.PathLike, output_dir: str | os.PathLike, row: str,
+             destination: str | os.PathLike) -> Path:  # fmt: skip
+    """Copy a finished row's mask-only model (config, decoding, masks, tokenizer, curves) to `destination`, with a
+    model card that states its measured test scores, the recipe and command that produced it, and its fingerprints:
+    what the package ships (`hf_supermask.demo.SHIPPED_MODEL`) and what `push_to_hub` would publish."""
+    import shutil
+
+    from transformers import AutoModelForSeq2SeqLM
+
+    from .files import prepare_output_folder
+    from .model_card import architecture_summary, build_model_card, save_model_card
+    from .training import dense_fp32_weights_bytes
+
+    result = json.loads((Path(results_dir) / f"{row}.json").read_text())
+    source, destination = Path(output_dir) / row, Path(destination)
+    prepare_output_folder(destination, overwrite=True, overwrite_flag="(ship_row overwrites)", inputs=[source])
+    destination.mkdir(parents=True, exist_ok=True)
+    for name in SHIPPED_FILES:
+        if (source / name).exists():
+            shutil.copyfile(source / name, destination / name)
+    model = AutoModelForSeq2SeqLM.from_pretrained(destination)  # verifies fingerprints and masks, as users will
+    maskable = sum(m.weight.numel() for m in model.masked_modules.values())
+    card = build_model_card(
+        model_name=destination.name,
+        output_dir_or_repo_id=destination.name,
+        test_bleu=result["test_bleu"],
+        test_chrf=result["test_chrf"],
+        bleu_signature=result["bleu_signature"],
+        chrf_signature=result["chrf_signature"],
+        hyperparameters={"updates": result["max_steps"], "sentence pairs per update": result["batch_size"],
+                         "score learning rate": result["learning_rate"],
+                         "recipe": ", ".join(f"{k}={v}" for k, v in result["recipe"].items()),
+                         "decoding (chosen on validation)": result["decoding"], "command": result["command"],
+                         "git commit": result["git_commit"]},  # fmt: skip
+        checkpoint_bytes=result["checkpoint_weights_bytes"],
+        dense_fp32_bytes=dense_fp32_weights_bytes(model),
+        plot_filename="training_curves.png" if (destination / "training_curves.png").exists() else None,
+        base_config=architecture_summary(model.config),
+        bits_per_weight=8 * result["checkpoint_weights_bytes"] / maskable,
+    )
+    save_model_card(card, destination)
+    return destination
 
 
 def _one_point_per_update(curve) -> list[dict[str, Any]]:

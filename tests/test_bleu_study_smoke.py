@@ -35,6 +35,16 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     supermask_stats = stats[str(tmp_path / "out" / "supermask")]
     assert abs(supermask_stats["hidden_norm"] - 32**0.5) < 1e-2
     assert all(0 < s["mean_gold_probability"] < 1 and s["loss"] > 0 for s in stats.values())
+    # a finished row ships as a mask-only folder with a card stating its measured scores
+    from hf_supermask.study import ship_row
+    from transformers import pipeline
+
+    shipped = ship_row(tmp_path / "results", tmp_path / "out", "supermask", tmp_path / "shipped")
+    assert {p.name for p in shipped.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "README.md"}
+    assert not list(shipped.glob("*.py")) and not list(shipped.glob("checkpoint-*"))
+    card = (shipped / "README.md").read_text()
+    assert f"| BLEU | {rows['supermask']['test_bleu']:.2f} |" in card and "scripts/bleu_study.py" in card
+    assert pipeline("translation", model=str(shipped), device="cpu")(["A dog runs."], max_new_tokens=4)
     # a second run resumes: nothing is retrained
     before = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "results").glob("*.json")}
     main(flags)
