@@ -19,6 +19,7 @@ The table (`results.md`) and the chart (`bleu_curves.png`) are rebuilt from what
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -156,13 +157,17 @@ def _recipe_flags(recipe: dict[str, str]) -> list[str]:
     return flags
 
 
+@functools.lru_cache(maxsize=None)
 def _git_commit() -> str | None:
+    """The commit of the code this process runs: read once, when the study starts (the code is imported then; later
+    commits do not change what runs). Uncommitted changes to code files are flagged."""
     import subprocess
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
-        return commit + ("+uncommitted changes" if dirty.stdout.strip() else "")
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py", "setup.cfg"],
+                               capture_output=True, text=True)  # fmt: skip
+        return commit + ("+uncommitted code changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -535,6 +540,7 @@ def write_report(results_dir: Path) -> str:
 
 def run_study(study: StudyArguments) -> str:
     torch.set_num_threads(study.threads)
+    _git_commit()  # now, while the code on disk is the code this process imported
     if study.smoke:
         study.shape = ("d_model=32,encoder_layers=2,decoder_layers=2,encoder_ffn_dim=64,decoder_ffn_dim=64,"
                        "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128")  # fmt: skip
