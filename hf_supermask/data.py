@@ -371,3 +371,29 @@ def make_preprocess_function(
         return model_inputs
 
     return preprocess_function
+
+
+def length_bucketed_order(lengths: list[int], batch_size: int, examples: int, seed: int,
+                          batches_per_bucket: int = 50) -> list[int]:  # fmt: skip
+    """An order of training examples (indices into `lengths`, as many epochs as `examples` needs) in which every run of
+    `batch_size` consecutive examples has similar lengths, and the batches come in random order.
+
+    Each epoch is shuffled, cut into buckets of `batches_per_bucket` batches, each bucket sorted by length and cut
+    into batches, and then every batch of the epoch is shuffled (fairseq-style bucketing). transformers'
+    `group_by_length` sampler stops before that last shuffle: every bucket runs from its longest sentences to its
+    shortest, and a model evaluated at a bucket boundary has just seen only short ones.
+    """
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    order: list[int] = []
+    bucket = batch_size * batches_per_bucket
+    while len(order) < examples:
+        epoch = torch.randperm(len(lengths), generator=generator).tolist()
+        batches = []
+        for start in range(0, len(epoch), bucket):
+            ordered = sorted(epoch[start : start + bucket], key=lambda i: lengths[i])
+            batches += [ordered[i : i + batch_size] for i in range(0, len(ordered), batch_size)]
+        for b in torch.randperm(len(batches), generator=generator).tolist():
+            order += batches[b]
+    return order[:examples]

@@ -39,7 +39,14 @@ from transformers import (
 )
 from transformers.trainer_utils import get_last_checkpoint
 
-from .data import check_splits, default_data_dir, load_translation_dataset, make_preprocess_function, select_max_samples
+from .data import (
+    check_splits,
+    default_data_dir,
+    length_bucketed_order,
+    load_translation_dataset,
+    make_preprocess_function,
+    select_max_samples,
+)
 from .files import check_model_location, damage, folder_bytes, prepare_output_folder
 from .metrics import make_compute_metrics
 from .modeling import SupermaskConfig, SupermaskForConditionalGeneration
@@ -102,6 +109,11 @@ class DataTrainingArguments:
     max_predict_samples: int | None = field(default=None, metadata={"help": "Use the first N test pairs."})
     num_beams: int | None = field(default=None, metadata={"help": "Beams for evaluation and for the saved model."})
     source_prefix: str = field(default="", metadata={"help": "Text prepended to every source (T5-style)."})
+    length_bucketed_batches: bool = field(
+        default=False,
+        metadata={"help": "Batches of similar lengths (less padding), in random order: see "
+                  "data.length_bucketed_order (transformers' group_by_length keeps its buckets sorted)."},
+    )  # fmt: skip
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Size of the trained joint vocabulary."})
     tokenizer_type: str = field(default="bpe", metadata={"help": "`bpe` or `unigram`."})
@@ -471,7 +483,7 @@ def tokenize(raw, tokenizer, data_args: DataTrainingArguments, training_args) ->
         data_args.source_prefix,
     )
     with training_args.main_process_first(desc="tokenizing"):
-        return {
+        tokenized = {
             split: dataset.map(
                 preprocess,
                 batched=True,
@@ -481,6 +493,20 @@ def tokenize(raw, tokenizer, data_args: DataTrainingArguments, training_args) ->
             )
             for split, dataset in raw.items()
         }
+    if data_args.length_bucketed_batches and "train" in tokenized:
+        # The order is fixed here, for every epoch the run needs, and the Trainer reads it sequentially (a resumed run
+        # skips what it already saw, as with any sampler); each global batch is a run of consecutive examples.
+        # (An epoch-based run repeats one epoch's order.)
+        global_batch = training_args.per_device_train_batch_size * training_args.world_size
+        examples = len(tokenized["train"])
+        if training_args.max_steps > 0:
+            examples = training_args.max_steps * training_args.gradient_accumulation_steps * global_batch
+        train = tokenized["train"]
+        lengths = [len(s) + len(t) for s, t in zip(train["input_ids"], train["labels"])]
+        order = length_bucketed_order(lengths, global_batch, examples, training_args.seed)
+        tokenized["train"] = tokenized["train"].select(order)
+        training_args.train_sampling_strategy = "sequential"
+    return tokenized
 
 
 def build_optimizer(model, training_args: Seq2SeqTrainingArguments, supermask_args: SupermaskArguments):

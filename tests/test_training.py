@@ -196,3 +196,16 @@ def test_command_line_translate_and_export(trained, tmp_path):
     with pytest.raises(ValueError, match="not a supermask"):
         export_dense_folder(tmp_path / "dense", tmp_path / "again")
     assert dense.config.model_type == "marian"
+
+
+def test_length_bucketed_batches_train(tokenizer_dir, tmp_path):
+    from hf_supermask.training import load_data, load_tokenizer, parse_args, tokenize
+
+    model_args, data_args, _, training_args = parse_args(training_flags(
+        tmp_path / "out", tokenizer_dir, "--do_train", "--max_steps", "4", "--length_bucketed_batches"))  # fmt: skip
+    raw = load_data(model_args, data_args, training_args)
+    train = tokenize(raw, load_tokenizer(model_args, data_args, training_args, raw), data_args, training_args)["train"]
+    assert len(train) == 4 * 16 and training_args.train_sampling_strategy == "sequential"
+    lengths = [len(s) + len(t) for s, t in zip(train["input_ids"], train["labels"])]
+    spread = [max(lengths[i : i + 16]) - min(lengths[i : i + 16]) for i in range(0, 64, 16)]
+    assert max(spread) < (max(lengths) - min(lengths)) / 2  # each batch holds similar lengths
