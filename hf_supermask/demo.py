@@ -96,11 +96,14 @@ def use_found_masks(args: DemoArguments) -> dict[str, Any]:
 
 def find_masks(args: DemoArguments, shipped_config) -> dict[str, Any]:
     """Train a fresh supermask of the shipped model's shape and recipe for a few minutes."""
+    from .model_card import architecture_summary
     from .training import parse_args, run_translation
 
-    shape = {k: getattr(shipped_config, k) for k in (
-        "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim", "decoder_ffn_dim", "encoder_attention_heads",
-        "decoder_attention_heads", "max_position_embeddings", "output_scale", "embedding_scale", "share_layers")}  # fmt: skip
+    # The shipped model's defining fields but its identity (seed, fingerprints, embedding source): same shape, sharing,
+    # density and initialisation, a new draw.
+    identity = {"vocab_size", "seed", "generator_version", "weights_sha256", "masks_sha256", "embedding_sha256",
+                "embedding_source"}  # fmt: skip
+    shape = {k: v for k, v in architecture_summary(shipped_config).items() if k not in identity}
     flags = [
         "--output_dir", args.output_dir, "--overwrite_output_dir", "--model_type", "supermask",
         "--tokenizer_name", args.model, "--config_overrides", ",".join(f"{k}={v}" for k, v in shape.items()),

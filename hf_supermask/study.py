@@ -43,6 +43,17 @@ class StudyArguments:
     results_dir: str = field(default="benchmarks/bleu_study", metadata={"help": "Row JSONs, table, chart (committed)."})
     rows: str = field(default="dense,supermask,supermask_fixed_embedding", metadata={"help": "Comma-separated rows."})
     data_dir: str | None = field(default=None, metadata={"help": "Folder of split.lang files (default: Multi30k)."})
+    source_lang: str = field(default="en", metadata={"help": "Source language id (Multi30k: en, de, fr, cs)."})
+    target_lang: str = field(default="de", metadata={"help": "Target language id."})
+    tokenizer_languages: str = field(
+        default="",
+        metadata={"help": "Languages the joint tokenizer is trained on, comma-separated (default: source and target). "
+                  "Directions that are to share one random embedding need one tokenizer, e.g. 'en,de,fr,cs'."},
+    )  # fmt: skip
+    tokenizer_dir: str | None = field(
+        default=None, metadata={"help": "Where the joint tokenizer is kept (default: <output_dir>/tokenizer); trained "
+                                "there on the first run, reused after."},  # fmt: skip
+    )
     shape: str = field(
         default="d_model=256,encoder_layers=3,decoder_layers=3,encoder_ffn_dim=1024,decoder_ffn_dim=1024,"
         "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=256",
@@ -185,6 +196,7 @@ def _row_flags(study: StudyArguments, row: str, output_dir: Path, tokenizer_dir:
     spec = ROWS[row]
     flags = [
         "--output_dir", str(output_dir), "--model_type", spec["model_type"], "--tokenizer_name", str(tokenizer_dir),
+        "--source_lang", study.source_lang, "--target_lang", study.target_lang,
         "--max_steps", str(max_steps),
         "--per_device_train_batch_size", str(study.batch_size), "--per_device_eval_batch_size", "64",
         "--learning_rate", str(learning_rate), "--warmup_steps", str(min(100, max_steps // 10)),
@@ -250,14 +262,62 @@ def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tupl
     return float(best), probes
 
 
-def _shared_tokenizer(study: StudyArguments) -> Path:
-    from .data import load_translation_dataset
-    from .tokenization import train_tokenizer_on_dataset
+def tokenizer_languages(study: StudyArguments) -> list[str]:
+    languages = [lang.strip() for lang in study.tokenizer_languages.split(",") if lang.strip()]
+    languages = languages or [study.source_lang, study.target_lang]
+    missing = {study.source_lang, study.target_lang} - set(languages)
+    if missing:
+        raise ValueError(f"--tokenizer_languages {study.tokenizer_languages!r} lacks {sorted(missing)}, a language of "
+                         f"the direction {study.source_lang}->{study.target_lang}; add it.")  # fmt: skip
+    return languages
 
-    path = Path(study.output_dir) / "tokenizer"
-    if not (path / "tokenizer.json").exists():
-        raw = load_translation_dataset("en", "de", data_dir=study.data_dir)
-        train_tokenizer_on_dataset(raw, "en", "de", vocab_size=study.vocab_size).save_pretrained(path)
+
+def _training_sentences(study: StudyArguments, languages: list[str]):
+    """Every training sentence of every language, line by line (line-aligned corpora: each language's line i)."""
+    from .data import load_translation_dataset
+
+    first = languages[0]
+    for index, other in enumerate(languages[1:]):
+        raw = load_translation_dataset(first, other, data_dir=study.data_dir)
+        for batch in raw["train"].iter(batch_size=1000):
+            for pair in batch["translation"]:
+                if index == 0:
+                    yield pair[first]
+                yield pair[other]
+
+
+LANGUAGES_FILE = "study_languages.json"
+
+
+def _shared_tokenizer(study: StudyArguments) -> Path:
+    """The joint tokenizer every row (and direction) shares: trained once, then reused; refused if trained on other
+    languages or another vocabulary size than asked."""
+    import shutil
+    import tempfile
+
+    from .tokenization import train_tokenizer
+
+    languages = tokenizer_languages(study)
+    path = Path(study.tokenizer_dir or Path(study.output_dir) / "tokenizer")
+    wanted = {"languages": languages, "vocab_size": study.vocab_size}
+    if (path / "tokenizer.json").exists():
+        recorded = path / LANGUAGES_FILE
+        found = json.loads(recorded.read_text()) if recorded.exists() else f"unknown languages (no {LANGUAGES_FILE})"
+        if found != wanted:
+            raise ValueError(f"The tokenizer in {path} was trained for {found}, this run asks for {wanted}. Pass "
+                             "another --tokenizer_dir (or --output_dir), or the same languages and --vocab_size.")  # fmt: skip
+        return path
+    tokenizer = train_tokenizer(_training_sentences(study, languages), vocab_size=study.vocab_size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=path.parent, prefix=".tokenizer-"))  # two runs started together: one wins
+    tokenizer.save_pretrained(staging)
+    (staging / LANGUAGES_FILE).write_text(json.dumps(wanted))
+    try:
+        os.rename(staging, path)
+    except OSError:
+        shutil.rmtree(staging)
+        if not (path / "tokenizer.json").exists():
+            raise
     return path
 
 
@@ -272,10 +332,11 @@ def decoding_grid(candidates: str) -> list[dict[str, Any]]:
     return [dict(combination) for combination in itertools.product(*axes)]
 
 
-def translate_and_score(translator, pairs, num_beams: int, settings: dict[str, Any], metric) -> dict[str, Any]:
+def translate_and_score(translator, pairs, num_beams: int, settings: dict[str, Any], metric,
+                        source_lang: str = "en", target_lang: str = "de") -> dict[str, Any]:  # fmt: skip
     """sacreBLEU/chrF of `pairs` (dataset rows with a `translation` dict) translated with `settings`."""
-    sources = [p["translation"]["en"] for p in pairs]
-    references = [p["translation"]["de"] for p in pairs]
+    sources = [p["translation"][source_lang] for p in pairs]
+    references = [p["translation"][target_lang] for p in pairs]
     outputs = translator(sources, batch_size=32, num_beams=num_beams, **settings)
     return metric.compute(predictions=[o["translation_text"] for o in outputs], references=references)
 
@@ -290,17 +351,19 @@ def select_decoding_and_test(study: StudyArguments, output_dir: Path) -> dict[st
     from .data import load_translation_dataset, select_max_samples
     from .metrics import load_translation_metric
 
-    raw = load_translation_dataset("en", "de", data_dir=study.data_dir)
+    languages = (study.source_lang, study.target_lang)
+    raw = load_translation_dataset(*languages, data_dir=study.data_dir)
     raw = select_max_samples(raw, None, study.max_eval_samples, study.max_predict_samples)
     metric = load_translation_metric()
     translator = pipeline("translation", model=str(output_dir), device="cpu")
     validation = {}
     for settings in decoding_grid(study.decoding_candidates):
         key = ",".join(f"{k}={v}" for k, v in settings.items()) or "default"
-        validation[key] = (settings, translate_and_score(translator, raw["validation"], study.num_beams, settings, metric))
+        scores = translate_and_score(translator, raw["validation"], study.num_beams, settings, metric, *languages)
+        validation[key] = (settings, scores)
     best_key = max(validation, key=lambda k: validation[k][1]["bleu"])
     best = validation[best_key][0]
-    test = translate_and_score(translator, raw["test"], study.num_beams, best, metric)
+    test = translate_and_score(translator, raw["test"], study.num_beams, best, metric, *languages)
     generation_config = GenerationConfig.from_pretrained(output_dir)
     generation_config.update(num_beams=study.num_beams, **best)
     generation_config.save_pretrained(output_dir)
@@ -373,6 +436,8 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
     return {
         "row": row,
         "model_type": ROWS[row]["model_type"],
+        "direction": f"{study.source_lang}-{study.target_lang}",
+        "tokenizer_languages": tokenizer_languages(study),
         "learning_rate": learning_rate,
         "learning_rate_probes": probes,
         "recipe": row_recipe(study, row),
@@ -491,7 +556,7 @@ def _lever_table(results_dir: Path) -> list[str]:
     return lines
 
 
-def write_report(results_dir: Path) -> str:
+def write_report(results_dir: Path, direction: str = "en-de") -> str:
     """Rebuild the markdown table and the chart from the finished rows' JSON files."""
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
     reference = rows.get("dense", {}).get("test_bleu")
@@ -532,7 +597,7 @@ def write_report(results_dir: Path) -> str:
         for axes in (by_time, by_step):
             axes.grid(alpha=0.3)
         by_step.legend()
-        figure.suptitle("Multi30k en-de: validation BLEU during training")
+        figure.suptitle(f"Multi30k {direction}: validation BLEU during training")
         figure.tight_layout()
         figure.savefig(results_dir / "bleu_curves.png", dpi=110)
     return table
@@ -565,7 +630,7 @@ def run_study(study: StudyArguments) -> str:
         result = run_row(study, row, tokenizer_dir)
         target.write_text(json.dumps(result, indent=1))
         logger.info("Row %s: test BLEU %.2f", row, result["test_bleu"])
-    return write_report(results_dir)
+    return write_report(results_dir, f"{study.source_lang}-{study.target_lang}")
 
 
 def main(args: list[str] | None = None) -> str:

@@ -161,6 +161,8 @@ class MaskedWeight(nn.Module):
         return mask
 
     def effective_weight(self) -> torch.Tensor:
+        if self._folded is not None:
+            return self._folded  # only ever held in eval mode (see the rule above); the hot path of generation
         weight = self.weight
         if self.num_kept == weight.numel():
             return weight  # nothing masked (a fixed embedding)
