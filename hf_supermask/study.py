@@ -237,9 +237,21 @@ def _finished_probe(output_dir: Path, steps: int) -> dict[str, Any] | None:
 
 
 def _run_probe(study, row, output_dir, tokenizer_dir, learning_rate, lever="") -> dict[str, Any]:
+    """Run (or resume, or reuse) a probe; a probe folder holds one recipe: reusing it for another would report the
+    old run under the new recipe, so that is refused."""
+    wanted = {"recipe": row_recipe(study, row, lever), "learning_rate": learning_rate, "updates": study.probe_steps}
+    record = output_dir.with_name(output_dir.name + ".probe.json")  # beside it: the run may empty its folder
+    if record.exists() and (found := json.loads(record.read_text())) != wanted:
+        raise ValueError(
+            f"The probe folder {output_dir} holds a run of {found}, not of {wanted} (the row's recipe changed since). "
+            "Give this round of probes its own --output_dir (and --results_dir; --tokenizer_dir can stay), or another "
+            "lever name."
+        )
     results = _finished_probe(output_dir, study.probe_steps)
     if results is None:
         flags = _row_flags(study, row, output_dir, tokenizer_dir, learning_rate, study.probe_steps, lever)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(wanted))
         results = run_translation(*parse_args(flags))
     return results
 

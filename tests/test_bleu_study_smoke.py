@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hf_supermask.logit_statistics import main as logit_statistics_main
 from hf_supermask.study import main
 
@@ -89,6 +91,10 @@ def test_lever_probes_and_resume_inside_a_row(tmp_path):
     assert probes["smoothing"]["train_target_tokens_per_second"] > 0
     assert "| supermask | logits_x4 | output_scale=4 |" in table
     assert not (tmp_path / "results" / "supermask.json").exists()  # probing does not run the row
+    # the same probes again are reused; under another recipe they are refused, never reported as the new recipe's
+    main([*base, "--levers", levers, "--recipe", "adam_beta2=0.98"])
+    with pytest.raises(ValueError, match="holds a run of"):
+        main([*base, "--levers", levers, "--recipe", "adam_beta2=0.95"])
 
     # A row interrupted after its first checkpoint continues from it with the same command.
     from hf_supermask import study as study_module
