@@ -1,0 +1,45 @@
+"""The guard of published checkpoints: the model shipped with the package (and on the Hub) must still load to the same
+random weights and masks, and still translate as measured. A change to the weight generator or to the model code
+that would break checkpoints already published fails here."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from transformers import AutoModelForSeq2SeqLM, pipeline
+
+from hf_supermask.demo import SHIPPED_MODEL
+
+from conftest import read_lines
+
+
+# Recorded when the model was shipped (its card states them too). They move only with the shipped model.
+WEIGHTS_SHA256 = "ab0c9f1c52cf521ece136ae0fffe68e2666e3cc496ef868b3b0bb19965a4612d"
+MASKS_SHA256 = "d7bb56e7e162404a894400093aed1593c627c0ac0d0114f7dbc2634d23c7aacc"
+# BLEU of the first 100 test_2016_flickr sentences with the saved decoding, measured at shipping: 25.27
+# (2026-12-02; the whole test set: 27.21). The floor leaves room for float noise across machines, not for a bug.
+BLEU_FLOOR_100 = 22.0
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return AutoModelForSeq2SeqLM.from_pretrained(SHIPPED_MODEL).eval()
+
+
+def test_shipped_model_regenerates_the_same_weights_and_masks(shipped):
+    config = json.loads((SHIPPED_MODEL / "config.json").read_text())
+    assert (config["weights_sha256"], config["masks_sha256"]) == (WEIGHTS_SHA256, MASKS_SHA256)
+    # what from_pretrained regenerated and unpacked, fingerprinted again here
+    assert shipped.random_weights.fingerprint == WEIGHTS_SHA256
+    assert shipped.masks_fingerprint() == MASKS_SHA256
+
+
+def test_shipped_model_still_translates_as_measured(shipped):
+    from hf_supermask.metrics import load_translation_metric
+
+    sources, references = read_lines("test_2016_flickr", "en", 100), read_lines("test_2016_flickr", "de", 100)
+    translator = pipeline("translation", model=str(SHIPPED_MODEL), device="cpu")  # the saved decoding settings
+    outputs = [o["translation_text"] for o in translator(sources, batch_size=32)]
+    bleu = load_translation_metric().compute(predictions=outputs, references=references)["bleu"]
+    assert bleu >= BLEU_FLOOR_100, f"BLEU {bleu:.2f} on 100 test sentences, under the shipped floor {BLEU_FLOOR_100}"
