@@ -805,7 +805,7 @@ def parse_args(args: list[str] | None = None):
     """Parse flags into the four argument dataclasses, like run_translation.py.
 
     The first argument may be a JSON file of arguments; flags after it override its values
-    (`train_translation.py scripts/demo.json --max_steps 20`).
+    (`train_translation.py scripts/supermask_en_de.json --max_steps 20`).
     """
     import sys
 

@@ -4,7 +4,7 @@
     python scripts/train_translation.py --output_dir outputs/en-de --do_train --do_eval --do_predict \
         --predict_with_generate --config_overrides "d_model=256,encoder_layers=3,decoder_layers=3"
 
-Also takes one JSON file of arguments, then flags that override it (`scripts/demo.json --max_steps 20`).
+Also takes one JSON file of arguments, then flags that override it (`scripts/supermask_en_de.json --max_steps 20`).
 `--model_type marian` trains a dense MarianMTModel of the same shape.
 Multi-process: `accelerate launch` or `torchrun --nproc_per_node N` in front of the same command.
 The same as `python -m hf_supermask train ...`: mistakes are reported as `error: ...`, without a traceback.

@@ -151,10 +151,10 @@ def test_scores_get_their_own_learning_rate(tokenizer_dir, tmp_path):
 def test_json_file_then_overriding_flags(tmp_path):
     from conftest import REPO_ROOT
 
-    demo = REPO_ROOT / "scripts" / "demo.json"
+    demo = REPO_ROOT / "scripts" / "supermask_en_de.json"
     model_args, data_args, _, training_args = parse_args([str(demo), "--max_steps", "20", "--output_dir", str(tmp_path)])
     assert (training_args.max_steps, training_args.output_dir, training_args.do_train) == (20, str(tmp_path), True)
-    assert data_args.num_beams == 4 and "d_model=256" in model_args.config_overrides  # from the file
+    assert data_args.num_beams == 5 and "attention_init=fairseq" in model_args.config_overrides  # from the file
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({**json.loads(demo.read_text()), "max_step": 20}))
     with pytest.raises(ValueError, match=r"wrong.json has keys that are no arguments of the training script: \['max_step'\]"):
