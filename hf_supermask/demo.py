@@ -26,6 +26,9 @@ from transformers import TrainerCallback
 
 
 SHIPPED_MODEL = Path(__file__).resolve().parent / "pretrained" / "supermask-multi30k-en-de"
+# The dense MarianMTModel row of the BLEU study that found the shipped model (same shape, data and budget); in a
+# checkout of the repository.
+DENSE_REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "bleu_study" / "dense.json"
 
 
 @dataclass
@@ -38,6 +41,10 @@ class DemoArguments:
     eval_steps: int = field(default=100, metadata={"help": "Validation BLEU every N updates."})
     output_dir: str = field(default="outputs/demo", metadata={"help": "Where the trained model goes (not committed)."})
     threads: int = field(default=2, metadata={"help": "torch threads."})
+    dense_reference: str | None = field(
+        default=str(DENSE_REFERENCE) if DENSE_REFERENCE.exists() else None,
+        metadata={"help": "A BLEU-study row JSON of the dense model to compare with (default: the study's, if present)."},
+    )
 
 
 class PrintValidationBleu(TrainerCallback):
@@ -134,6 +141,11 @@ def format_summary(used: dict[str, Any], found: dict[str, Any] | None) -> str:
         lines.append(f"  weights file {mib(used['weights_bytes'])} vs {mib(used['dense_fp32_weights_bytes'])} for the "
                      f"dense fp32 model of the same shape ({used['dense_fp32_weights_bytes'] / used['weights_bytes']:.1f}x "
                      "smaller)")  # fmt: skip
+    if used.get("dense_reference"):
+        dense = used["dense_reference"]
+        lines.append(f"  the dense MarianMTModel of the same shape, data and budget: test BLEU {dense['test_bleu']:.2f} "
+                     f"on all of test_2016_flickr (this model on the sentences above: {used['test_bleu'] / dense['test_bleu']:.2f}x; "
+                     "the BLEU study)")  # fmt: skip
     lines.append(f"  load {used['load_seconds']:.2f} s, translation {used['sentences_per_second']:.1f} sentences/s "
                  f"({used['decoding']})")  # fmt: skip
     if found is not None:
@@ -156,6 +168,9 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(demo.threads)
     print("== Using found masks: the shipped model through pipeline('translation') ==", flush=True)
     used = use_found_masks(demo)
+    if demo.dense_reference:
+        row = json.loads(Path(demo.dense_reference).read_text())
+        used["dense_reference"] = {"test_bleu": row["test_bleu"], "file": demo.dense_reference}
     found = None
     if demo.train_steps > 0:
         print("\n== Finding masks: a fresh supermask trained for a few minutes ==", flush=True)

@@ -20,4 +20,5 @@ def test_demo_uses_a_found_model_then_finds_masks(trained, tmp_path, capsys):
     assert used["weights_bytes"] * 20 < used["dense_fp32_weights_bytes"]
     assert [step for step, _ in found["curve"]] == [2, 4]  # every evaluation once (the final one repeats update 4)
     assert "validation BLEU" in out and "test BLEU" in out and "x smaller" in out
+    assert "the dense MarianMTModel of the same shape" in out  # the study's dense row, side by side
     assert json.loads((tmp_path / "demo" / "demo_summary.json").read_text())["used"]["test_sentences"] == 8
