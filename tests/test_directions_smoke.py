@@ -52,3 +52,18 @@ def test_directions_refuse_bad_input(tmp_path):
     with pytest.raises(ValueError, match="lacks"):
         study_main(["--source_lang", "en", "--target_lang", "fr", "--tokenizer_languages", "en,de",
                     "--output_dir", str(tmp_path / "o"), "--results_dir", str(tmp_path / "r")])  # fmt: skip
+
+
+def test_a_tokenizer_trained_for_other_languages_is_refused(tmp_path):
+    from hf_supermask.study import LANGUAGES_FILE, main as study_main
+
+    folder = tmp_path / "o" / "tokenizer"
+    folder.mkdir(parents=True)
+    (folder / "tokenizer.json").write_text("{}")
+    (folder / LANGUAGES_FILE).write_text(json.dumps({"languages": ["en", "de"], "vocab_size": 8000}))
+    with pytest.raises(ValueError, match="was trained for"):
+        study_main(["--source_lang", "en", "--target_lang", "fr", "--tokenizer_languages", "en,de,fr,cs",
+                    "--output_dir", str(tmp_path / "o"), "--results_dir", str(tmp_path / "r")])  # fmt: skip
+    (folder / LANGUAGES_FILE).unlink()  # made before the languages were recorded: unknown, so refused too
+    with pytest.raises(ValueError, match="unknown languages"):
+        study_main(["--output_dir", str(tmp_path / "o"), "--results_dir", str(tmp_path / "r")])
