@@ -558,13 +558,16 @@ def _lever_table(results_dir: Path) -> list[str]:
         if not lines:
             lines = ["", "Lever probes (validation, greedy BLEU on the curve's pairs; each against the baseline "
                      "probe of the same row, recipe and budget):", "",
-                     "| row | lever | settings | updates | val loss | val BLEU | loss change | BLEU change |",
-                     "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+                     "| row | lever | settings | updates | val loss | val BLEU | loss change | BLEU change "
+                     "| target tokens/s |",
+                     "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
         for name, probe in probes.items():
             dloss = f"{probe['eval_loss'] - base['eval_loss']:+.3f}" if base and name != "baseline" else ""
             dbleu = f"{probe['eval_bleu'] - base['eval_bleu']:+.2f}" if base and name != "baseline" else ""
+            speed = probe.get("train_target_tokens_per_second")  # less padding shows here (length-bucketed batches)
             lines.append(f"| {path.stem} | {name} | {probe['settings'] or '(row recipe)'} | {probe['updates']} | "
-                         f"{probe['eval_loss']:.3f} | {probe['eval_bleu']:.2f} | {dloss} | {dbleu} |")  # fmt: skip
+                         f"{probe['eval_loss']:.3f} | {probe['eval_bleu']:.2f} | {dloss} | {dbleu} | "
+                         f"{'' if speed is None else f'{speed:.0f}'} |")  # fmt: skip
     return lines
 
 
@@ -576,7 +579,7 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
         "| row | test BLEU | chrF | BLEU / dense | weights file | train time | updates | lr (validation loss of probes) "
         "| decoding (chosen on validation) |",
         "|---|---|---|---|---|---|---|---|---|",
-    ]
+    ] if rows else []  # a folder of lever probes only has no rows to tabulate
     for name in [r for r in ROWS if r in rows]:
         row = rows[name]
         ratio = f"{row['test_bleu'] / reference:.2f}" if reference else "n/a"
@@ -587,8 +590,9 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
             f"{row['checkpoint_weights_bytes'] / 2**20:.2f} MiB | {row['train_wall_seconds'] / 60:.1f} min | "
             f"{row['max_steps']} | {row['learning_rate']:g}{f' ({probes})' if probes else ''} | {decoding} |"
         )
-    lines += ["", *_curve_table(rows), *_lever_table(results_dir)]
-    table = "\n".join(lines)
+    if rows:
+        lines += ["", *_curve_table(rows)]
+    table = "\n".join([*lines, *_lever_table(results_dir)]).strip("\n")
     (results_dir / "results.md").write_text(table + "\n")
     if rows:
         from matplotlib.backends.backend_agg import FigureCanvasAgg

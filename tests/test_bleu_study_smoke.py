@@ -90,6 +90,9 @@ def test_lever_probes_and_resume_inside_a_row(tmp_path):
     assert saved["output_scale"] == 4.0
     assert probes["smoothing"]["train_target_tokens_per_second"] > 0
     assert "| supermask | logits_x4 | output_scale=4 |" in table
+    assert "test BLEU" not in table and "target tokens/s" in table  # probes only: no empty row table
+    speed = f"| {probes['smoothing']['train_target_tokens_per_second']:.0f} |"
+    assert any(line.startswith("| supermask | smoothing |") and line.endswith(speed) for line in table.splitlines())
     assert not (tmp_path / "results" / "supermask.json").exists()  # probing does not run the row
     # the same probes again are reused; under another recipe they are refused, never reported as the new recipe's
     main([*base, "--levers", levers, "--recipe", "adam_beta2=0.98"])
