@@ -93,7 +93,7 @@ class StudyArguments:
         default="",
         metadata={"help": "Probe these changes instead of running full rows: `name:key=value,...;name:...`. Each "
                   "is run for --probe_steps updates on every row of --rows, next to the unchanged recipe "
-                  "('baseline'), and compared on validation."},
+                  "('baseline'), and compared on validation. `learning_rate=...` is a lever too (the probe's rate)."},
     )  # fmt: skip
     smoke: bool = field(default=False, metadata={"help": "Tiny shape, a few steps: checks the pipeline only."})
 
@@ -262,6 +262,11 @@ def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tupl
     for part in filter(None, study.lr_candidates.split(";")):
         name, values = part.split("=")
         candidates[name.strip()] = [float(v) for v in values.split(",")]
+    if "learning_rate" in (recipe := row_recipe(study, row)):  # set by --recipe or --row_recipes
+        if row in candidates:
+            raise ValueError(f"Row {row!r} has a learning rate in its recipe ({recipe['learning_rate']}) and "
+                             f"--lr_candidates for it too; give one of them.")  # fmt: skip
+        return float(recipe["learning_rate"]), {}
     if row not in candidates:
         return ROWS[row]["learning_rate"], {}
     if len(candidates[row]) == 1:  # a rate given, not probed (e.g. the one another row's probe chose)
@@ -397,12 +402,13 @@ def probe_levers(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[s
     report = json.loads(target.read_text()) if target.exists() else {}
     for name, lever in levers.items():
         out = Path(study.output_dir) / "levers" / row / name
-        results = _run_probe(study, row, out, tokenizer_dir, learning_rate, lever)
+        rate = float(row_recipe(study, row, lever).get("learning_rate", learning_rate))  # a lever may be the rate
+        results = _run_probe(study, row, out, tokenizer_dir, rate, lever)
         history = json.loads((out / "log_history.json").read_text())
         report[name] = {
             "settings": lever,
             "recipe": row_recipe(study, row, lever),
-            "learning_rate": learning_rate,
+            "learning_rate": rate,
             "updates": study.probe_steps,
             "eval_loss": results["eval_loss"],
             "eval_bleu": results.get("eval_bleu"),

@@ -80,10 +80,17 @@ def test_lever_probes_and_resume_inside_a_row(tmp_path):
     """Lever probes run next to a baseline and land in the report; an interrupted row resumes from its checkpoint."""
     base = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "out"),
             "--results_dir", str(tmp_path / "results"), "--rows", "supermask"]  # fmt: skip
-    levers = "logits_x4:output_scale=4;smoothing:label_smoothing_factor=0.1,max_grad_norm=0.5"
+    levers = "logits_x4:output_scale=4;smoothing:label_smoothing_factor=0.1,max_grad_norm=0.5;rate:learning_rate=4e-3"
     table = main([*base, "--levers", levers, "--recipe", "adam_beta2=0.98"])
     probes = json.loads((tmp_path / "results" / "levers" / "supermask.json").read_text())
-    assert set(probes) == {"baseline", "logits_x4", "smoothing"}
+    assert set(probes) == {"baseline", "logits_x4", "smoothing", "rate"}
+    assert probes["rate"]["learning_rate"] == 4e-3 and probes["baseline"]["learning_rate"] == 2e-3
+
+    def first_rate(name):  # the rate the probe's Trainer ran with (its first logged step)
+        history = json.loads((tmp_path / "out" / "levers" / "supermask" / name / "log_history.json").read_text())
+        return next(e["learning_rate"] for e in history if "learning_rate" in e)
+
+    assert first_rate("rate") == pytest.approx(2 * first_rate("baseline"))
     assert probes["logits_x4"]["recipe"]["output_scale"] == "4" and "output_scale" not in probes["baseline"]["recipe"]
     assert all(p["recipe"]["adam_beta2"] == "0.98" for p in probes.values())  # --recipe applies to every probe
     saved = json.loads((tmp_path / "out" / "levers" / "supermask" / "logits_x4" / "config.json").read_text())
@@ -125,4 +132,4 @@ def test_lever_probes_and_resume_inside_a_row(tmp_path):
     assert calls[0] is None and calls[1].endswith("checkpoint-2")
     row = json.loads((tmp_path / "results" / "supermask.json").read_text())
     assert [p["step"] for p in row["curve"]][-1] == 4 and row["git_commit"]
-    assert set(row["lever_probes"]) == {"baseline", "logits_x4", "smoothing"}
+    assert set(row["lever_probes"]) == {"baseline", "logits_x4", "smoothing", "rate"}
