@@ -399,12 +399,17 @@ def probe_levers(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[s
     learning_rate, _ = _learning_rate(study, row, tokenizer_dir)
     levers = {"baseline": "", **parse_named(study.levers)}
     target = Path(study.results_dir) / "levers" / f"{row}.json"
-    report = json.loads(target.read_text()) if target.exists() else {}
+
+    def recorded() -> dict[str, Any]:
+        return json.loads(target.read_text()) if target.exists() else {}
+
     for name, lever in levers.items():
         out = Path(study.output_dir) / "levers" / row / name
         rate = float(row_recipe(study, row, lever).get("learning_rate", learning_rate))  # a lever may be the rate
         results = _run_probe(study, row, out, tokenizer_dir, rate, lever)
         history = json.loads((out / "log_history.json").read_text())
+        # Read again now: another process may be probing other levers of this row into the same file.
+        report = recorded()
         report[name] = {
             "settings": lever,
             "recipe": row_recipe(study, row, lever),
@@ -418,8 +423,10 @@ def probe_levers(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[s
             "git_commit": report.get(name, {}).get("git_commit") or _git_commit(),
         }
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(report, indent=1))  # after every probe: an interrupted run keeps what it did
-    return report
+        staging = target.with_name(f".{target.name}.{os.getpid()}")
+        staging.write_text(json.dumps(report, indent=1))  # after every probe: an interrupted run keeps what it did
+        os.replace(staging, target)  # atomic: a reader never sees half a file
+    return recorded()
 
 
 def _wall_seconds(history: list[dict[str, Any]]) -> float | None:

@@ -133,3 +133,21 @@ def test_lever_probes_and_resume_inside_a_row(tmp_path):
     row = json.loads((tmp_path / "results" / "supermask.json").read_text())
     assert [p["step"] for p in row["curve"]][-1] == 4 and row["git_commit"]
     assert set(row["lever_probes"]) == {"baseline", "logits_x4", "smoothing", "rate"}
+
+    # Two processes probing other levers of one row into one file: what the other wrote mid-run is kept.
+    target = tmp_path / "results" / "levers" / "supermask.json"
+    real_probe = study_module._run_probe
+
+    def other_process_writes(*args, **kwargs):
+        found = json.loads(target.read_text())
+        found.setdefault("other_process", dict(found["baseline"], settings="dropout=0"))
+        target.write_text(json.dumps(found))
+        return real_probe(*args, **kwargs)
+
+    study_module._run_probe = other_process_writes
+    try:
+        table = main([*base, "--levers", levers, "--recipe", "adam_beta2=0.98"])  # every probe reused
+    finally:
+        study_module._run_probe = real_probe
+    assert set(json.loads(target.read_text())) == {"baseline", "logits_x4", "smoothing", "rate", "other_process"}
+    assert "| supermask | other_process | dropout=0 |" in table
