@@ -46,8 +46,12 @@ class DirectionsArguments:
     languages: str = field(default="en,de,fr,cs", metadata={"help": "Languages of the joint tokenizer."})
     vocab_size: int = field(default=10000, metadata={"help": "Joint BPE vocabulary over all --languages."})
     recipe: str = field(
-        default="attention_init=fairseq,output_scale=2",
+        default="attention_init=fairseq,output_scale=2,dropout=0",
         metadata={"help": "The supermask recipe (`key=value,...`, as the study's --row_recipes): the BLEU study's."},
+    )
+    dense_recipe: str = field(
+        default="dropout=0",
+        metadata={"help": "The dense Marian's recipe for --dense_directions: the BLEU study's dense row's."},
     )
     max_steps: int = field(default=1500, metadata={"help": "Updates per direction (the same for every run)."})
     output_dir: str = field(default="outputs/directions", metadata={"help": "Checkpoints (not committed)."})
@@ -87,7 +91,7 @@ def study_arguments(args: DirectionsArguments, direction: str) -> StudyArguments
         tokenizer_languages=args.languages,
         tokenizer_dir=str(Path(args.output_dir) / "tokenizer"),
         vocab_size=args.vocab_size,
-        row_recipes=f"supermask:{args.recipe}",
+        row_recipes=f"supermask:{args.recipe};dense:{args.dense_recipe}",
         max_steps=args.max_steps,
         data_dir=args.data_dir,
         threads=args.threads,
@@ -176,7 +180,7 @@ def write_report(args: DirectionsArguments) -> str:
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
     lines = [f"Multi30k, test_2016_flickr; every direction over one seed, shape and {args.vocab_size}-entry tokenizer "
-             f"({args.languages}); {args.max_steps} updates each; supermask recipe `{args.recipe}`.", "",
+             f"({args.languages}); {args.max_steps} updates each; supermask recipe `{args.recipe}`, dense recipe `{args.dense_recipe}`.", "",
              *direction_table(args), *analysis(args)]  # fmt: skip
     table = "\n".join(lines)
     (results_dir / "results.md").write_text(table + "\n")

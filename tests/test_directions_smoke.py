@@ -22,6 +22,10 @@ def test_directions_share_one_random_network(tmp_path):
     results = {d: json.loads((tmp_path / "results" / d / "supermask.json").read_text()) for d in ("en-de", "en-fr")}
     assert results["en-fr"]["direction"] == "en-fr" and results["en-fr"]["tokenizer_languages"] == ["en", "de", "fr", "cs"]
     assert (tmp_path / "results" / "en-fr" / "dense.json").exists() and not (tmp_path / "results" / "en-de" / "dense.json").exists()
+    # both model types get the BLEU study's chosen recipes (dropout 0 for each)
+    dense = json.loads((tmp_path / "results" / "en-fr" / "dense.json").read_text())
+    assert dense["recipe"]["dropout"] == "0" and results["en-fr"]["recipe"]["dropout"] == "0"
+    assert results["en-fr"]["recipe"]["output_scale"] == "2" and "output_scale" not in dense["recipe"]
     assert "| en-fr |" in table and "| en-de |" in table and "not trained" in table  # en-de has no dense run
     assert "en-de / en-fr" in table and "chance (= density)" in table  # the overlap table
     assert "encoder en-de, decoder en-fr" in table and (tmp_path / "results" / "mask_overlap.png").stat().st_size > 0
