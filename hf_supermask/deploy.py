@@ -97,7 +97,8 @@ def benchmark_backends(model_dir: str | os.PathLike, work_dir: str | os.PathLike
 
     def translate(name: str, beams_: int) -> list[str]:
         if name == "pytorch":
-            outputs = backends[name](sources, batch_size=batch_size, num_beams=beams_, **settings)
+            # max_length=None: the saved max_length would otherwise sit beside max_new_tokens (a warning per call)
+            outputs = backends[name](sources, batch_size=batch_size, num_beams=beams_, max_length=None, **settings)
             return [o["translation_text"] for o in outputs]
         return backends[name](sources, batch_size=batch_size, num_beams=beams_, **settings)
 
