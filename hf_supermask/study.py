@@ -168,6 +168,30 @@ def _recipe_flags(recipe: dict[str, str]) -> list[str]:
     return flags
 
 
+def machine_record(threads: int) -> dict[str, Any]:
+    """What a row ran on. float32 training follows the CPU's kernels, so the same code and seed give other
+    trajectories on another CPU (about a BLEU point after 1500 updates): ratios are stated within one machine."""
+    import platform
+
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "cpu_count": os.cpu_count(), "torch": torch.__version__, "threads": threads}
+
+
+def same_machine(row: dict[str, Any], other: dict[str, Any]) -> bool | None:
+    """Whether two finished rows ran on the same kind of machine (None: one of them predates the record)."""
+    if "machine" not in row or "machine" not in other:
+        return None
+    keys = ("cpu", "cpu_count", "torch")
+    return all(row["machine"].get(k) == other["machine"].get(k) for k in keys)
+
+
 @functools.lru_cache(maxsize=None)
 def _git_commit() -> str | None:
     """The commit of the code this process runs: read once, when the study starts (the code is imported then; later
@@ -467,6 +491,7 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
         "learning_rate_probes": probes,
         "recipe": row_recipe(study, row),
         "git_commit": commit,
+        "machine": machine_record(study.threads),
         "max_steps": study.max_steps,
         "batch_size": study.batch_size,
         "shape": study.shape,
@@ -587,7 +612,8 @@ def _lever_table(results_dir: Path) -> list[str]:
 def write_report(results_dir: Path, direction: str = "en-de") -> str:
     """Rebuild the markdown table and the chart from the finished rows' JSON files."""
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
-    reference = rows.get("dense", {}).get("test_bleu")
+    dense = rows.get("dense", {})
+    reference = dense.get("test_bleu")
     lines = [
         "| row | test BLEU | chrF | BLEU / dense | weights file | train time | updates | lr (validation loss of probes) "
         "| decoding (chosen on validation) |",
@@ -596,6 +622,8 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
     for name in [r for r in ROWS if r in rows]:
         row = rows[name]
         ratio = f"{row['test_bleu'] / reference:.2f}" if reference else "n/a"
+        if reference and same_machine(row, dense) is False:
+            ratio += " (other machine: not comparable)"
         probes = ", ".join(f"{rate}: {loss:.3f}" for rate, loss in row.get("learning_rate_probes", {}).items())
         decoding = ", ".join(f"{k}={v}" for k, v in row.get("decoding", {}).items()) or "default"
         lines.append(
@@ -603,6 +631,11 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
             f"{row['checkpoint_weights_bytes'] / 2**20:.2f} MiB | {row['train_wall_seconds'] / 60:.1f} min | "
             f"{row['max_steps']} | {row['learning_rate']:g}{f' ({probes})' if probes else ''} | {decoding} |"
         )
+    machines = {name: row["machine"] for name, row in rows.items() if "machine" in row}
+    if machines:
+        lines += ["", "Machines: " + "; ".join(
+            f"{name}: {m['cpu']} ({m['cpu_count']} cores, torch {m['torch']}, {m['threads']} thread(s))"
+            for name, m in machines.items()) + "."]  # fmt: skip
     if rows:
         lines += ["", *_curve_table(rows)]
     table = "\n".join([*lines, *_lever_table(results_dir)]).strip("\n")

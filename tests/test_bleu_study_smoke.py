@@ -31,6 +31,18 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     assert rows["dense"]["learning_rate"] == 2e-3 and rows["dense"]["learning_rate_probes"] == {}  # given, not probed
     assert "| updates | dense | supermask | supermask_fixed_embedding |" in table  # the curves, side by side
     assert "supermask_fixed_embedding" in table and (tmp_path / "results" / "bleu_curves.png").stat().st_size > 0
+    # each row records its machine; a ratio to a dense row from another kind of machine is flagged
+    assert rows["dense"]["machine"]["cpu"] and rows["dense"]["machine"]["threads"] == 1
+    assert "Machines: dense:" in table and "not comparable" not in table
+    from hf_supermask.study import write_report
+
+    other = tmp_path / "other_machine"
+    other.mkdir()
+    for name in ("dense", "supermask"):
+        (other / f"{name}.json").write_text(json.dumps(rows[name]))
+    moved = {**rows["supermask"], "machine": {**rows["supermask"]["machine"], "cpu": "another CPU"}}
+    (other / "supermask.json").write_text(json.dumps(moved))
+    assert "(other machine: not comparable)" in write_report(other).split("| supermask |")[1].splitlines()[0]
     # the output-layer statistics: a supermask's last hidden states have the fixed norm sqrt(d_model) (smoke: 32)
     stats = logit_statistics_main([str(tmp_path / "out" / "supermask"), str(tmp_path / "out" / "dense"),
                                    "--data_dir", str(DATA_DIR), "--max_pairs", "8"])  # fmt: skip
