@@ -9,6 +9,10 @@ same random weights (`weights_sha256`): their masks can be loaded into one model
 (`model.load_masks`, `model.set_active_masks`). A dense Marian of the same shape is trained the same way for
 `--dense_directions` (the ratio per direction).
 
+Each finished direction's mask-only model is copied to `<models_dir>/<direction>/` (by default the package's
+`pretrained/supermask-multi30k-directions/`, committed): the report and the mask-set benchmark read those, so they
+need no retraining, and users get the four directions with the package.
+
 The report (`<results_dir>/results.md`, `mask_overlap.png`) is rebuilt from whatever has finished: per direction the
 test BLEU, chrF and bytes; the overlap of the directions' masks by module kind and layer against chance; and what
 non-target combinations (one direction's encoder masks with another's decoder masks) produce.
@@ -34,6 +38,10 @@ from .study import StudyArguments, run_study
 
 logger = logging.getLogger(__name__)
 
+# The found directions shipped with the package: one mask-only model per direction, all over the same random weights
+# (the layout `save_mask_sets` writes, one folder per set, named after its direction as the pipeline expects).
+SHIPPED_DIRECTIONS = Path(__file__).resolve().parent / "pretrained" / "supermask-multi30k-directions"
+
 
 @dataclass
 class DirectionsArguments:
@@ -56,6 +64,12 @@ class DirectionsArguments:
     max_steps: int = field(default=1500, metadata={"help": "Updates per direction (the same for every run)."})
     output_dir: str = field(default="outputs/directions", metadata={"help": "Checkpoints (not committed)."})
     results_dir: str = field(default="benchmarks/directions", metadata={"help": "JSONs, table, figure (committed)."})
+    models_dir: str = field(
+        default=str(SHIPPED_DIRECTIONS),
+        metadata={"help": "Where each finished direction's mask-only model (masks, config, tokenizer, card; about "
+                  "1.7 MB) is copied as `<models_dir>/<direction>/`: committed and shipped with the package, so the "
+                  "analysis, the mask-set benchmark and users need no retraining."},
+    )  # fmt: skip
     data_dir: str | None = field(default=None, metadata={"help": "Folder of split.lang files (default: Multi30k)."})
     threads: int = field(default=1, metadata={"help": "torch threads (run two processes side by side with 1 each)."})
     combinations: str = field(
@@ -99,6 +113,19 @@ def study_arguments(args: DirectionsArguments, direction: str) -> StudyArguments
     )
 
 
+def ship_direction(args: DirectionsArguments, direction: str) -> Path | None:
+    """Copy a finished direction's mask-only model to `<models_dir>/<direction>/` (with its card), unless there."""
+    from .study import ship_row
+
+    destination = Path(args.models_dir) / direction
+    if (destination / "config.json").exists() or _finished(args, direction, "supermask") is None:
+        return None
+    if not (Path(args.output_dir) / direction / "supermask" / "model.safetensors").exists():
+        logger.warning("Direction %s finished, but its checkpoint is not in %s: not shipped.", direction, args.output_dir)
+        return None
+    return ship_row(Path(args.results_dir) / direction, Path(args.output_dir) / direction, "supermask", destination)
+
+
 def _finished(args: DirectionsArguments, direction: str, row: str) -> dict[str, Any] | None:
     path = Path(args.results_dir) / direction / f"{row}.json"
     return json.loads(path.read_text()) if path.exists() else None
@@ -137,7 +164,7 @@ def _combination_scores(args: DirectionsArguments, models: dict[str, Any], combi
     source, encoder_target = direction_languages(encoder_direction)
     decoder_source, decoder_target = direction_languages(decoder_direction)
     model = combine_masks(models[encoder_direction], models[decoder_direction])
-    tokenizer = AutoTokenizer.from_pretrained(Path(args.output_dir) / "tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(Path(args.models_dir) / encoder_direction)
     translator = pipeline("translation", model=model, tokenizer=tokenizer, device="cpu")
     metric = load_translation_metric()
     lines = []
@@ -158,12 +185,15 @@ def analysis(args: DirectionsArguments) -> list[str]:
 
     from .mask_analysis import mask_overlap, overlap_table, plot_overlaps
 
-    folders = {d: Path(args.output_dir) / d / "supermask" for d in _split(args.directions)}
-    models = {
-        d: AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
-        for d, folder in folders.items()
-        if _finished(args, d, "supermask") is not None
-    }
+    folders = {d: Path(args.models_dir) / d for d in _split(args.directions) if _finished(args, d, "supermask")}
+    missing = [str(folder) for folder in folders.values() if not (folder / "config.json").exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"Finished directions without their shipped model: {missing}. Each finished run is copied there from "
+            f"{args.output_dir}; run those directions again with another --results_dir to recreate it, or pass the "
+            "--models_dir that holds them."
+        )
+    models = {d: AutoModelForSeq2SeqLM.from_pretrained(folder).eval() for d, folder in folders.items()}
     if len(models) < 2:
         return []
     overlaps = {f"{a} / {b}": mask_overlap(models[a], models[b]) for a, b in itertools.combinations(models, 2)}
@@ -193,7 +223,9 @@ def run_directions(args: DirectionsArguments) -> str:
         direction_languages(direction)  # refuse a malformed list before any work
     if not args.report_only:
         for direction in _split(args.directions):
-            run_study(study_arguments(args, direction))
+            study = study_arguments(args, direction)
+            run_study(study)
+            ship_direction(args, direction)
     return write_report(args)
 
 

@@ -535,9 +535,12 @@ def ship_row(results_dir: str | os.PathLike, output_dir: str | os.PathLike, row:
             shutil.copyfile(source / name, destination / name)
     model = AutoModelForSeq2SeqLM.from_pretrained(destination)  # verifies fingerprints and masks, as users will
     maskable = sum(m.weight.numel() for m in model.masked_modules.values())
+    source_lang, _, target_lang = result.get("direction", "en-de").partition("-")
     card = build_model_card(
         model_name=destination.name,
         output_dir_or_repo_id=destination.name,
+        source_lang=source_lang,
+        target_lang=target_lang,
         test_bleu=result["test_bleu"],
         test_chrf=result["test_chrf"],
         bleu_signature=result["bleu_signature"],

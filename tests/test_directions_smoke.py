@@ -16,7 +16,7 @@ from conftest import DATA_DIR
 
 def test_directions_share_one_random_network(tmp_path):
     flags = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "out"),
-             "--results_dir", str(tmp_path / "results"), "--directions", "en-de,en-fr", "--dense_directions", "en-fr",
+             "--results_dir", str(tmp_path / "results"), "--models_dir", str(tmp_path / "models"), "--directions", "en-de,en-fr", "--dense_directions", "en-fr",
              "--combinations", "en-de+en-fr"]  # fmt: skip
     table = main(flags)
     results = {d: json.loads((tmp_path / "results" / d / "supermask.json").read_text()) for d in ("en-de", "en-fr")}
@@ -30,7 +30,10 @@ def test_directions_share_one_random_network(tmp_path):
     assert "en-de / en-fr" in table and "chance (= density)" in table  # the overlap table
     assert "encoder en-de, decoder en-fr" in table and (tmp_path / "results" / "mask_overlap.png").stat().st_size > 0
 
-    folders = {d: tmp_path / "out" / d / "supermask" for d in results}
+    # each finished direction is shipped as a mask-only model of its own, with the joint tokenizer and a card
+    folders = {d: tmp_path / "models" / d for d in results}
+    assert {p.name for p in folders["en-fr"].iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "README.md"}
+    assert "language:\n- en\n- fr" in (folders["en-fr"] / "README.md").read_text()
     german, french = (AutoModelForSeq2SeqLM.from_pretrained(folders[d]).eval() for d in ("en-de", "en-fr"))
     assert german.config.weights_sha256 == french.config.weights_sha256  # one seed, shape and vocabulary
     assert german.config.masks_sha256 != french.config.masks_sha256
