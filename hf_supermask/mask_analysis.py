@@ -68,6 +68,7 @@ def combine_masks(encoder_source, decoder_source, embedding_from: str = "encoder
         part = "decoder" if ".decoder." in name else "encoder" if ".encoder." in name else embedding_from
         if part == "decoder":
             module.scores.copy_(donors[name].scores)
+            module.scores_changed()
     return combined.eval()  # eval() refolds from the copied scores
 
 

@@ -19,7 +19,9 @@ The caching rule, the only one (everything else is computed from the scores when
 * An eval-mode forward uses the folded weight W * mask, cached per tensor (a constant: grad-enabled eval forwards,
   e.g. for input attribution, get gradients for their inputs, not for the scores). It is dropped by `eval()` and
   `train()`, by any load, by `_apply` (`.to()`, casts) and after every optimizer step over the scores. After
-  editing scores in place in eval mode (`p.data.copy_`, an EMA), call `model.eval()` to refold.
+  editing scores in place in eval mode (`p.data.copy_`, an EMA), call `model.eval()` to refold, and
+  `module.scores_changed()` if the model holds several mask sets (an inactive set keeps only its packed mask while
+  its scores are a loaded mask's rebuild; see `swap_mask_set`).
 * Scores stay float32 whatever the model's dtype: a cast never changes a mask.
 """
 
@@ -142,6 +144,9 @@ class MaskedWeight(nn.Module):
         self.register_buffer("mask", torch.zeros(packed_size(shape), dtype=torch.uint8))
         self.random_weights = random_weights  # the one shared owner, registered here too (see the module docstring)
         self._folded: torch.Tensor | None = None
+        # True while the scores are exactly what `load_packed_mask` built from a mask (nothing trained or edited
+        # since): such scores hold no more than their packed mask, which is all an inactive mask set then keeps.
+        self._scores_from_mask = False
         _MASKED_WEIGHTS.add(self)
         self.register_state_dict_pre_hook(_pack_mask_before_state_dict)
 
@@ -176,18 +181,30 @@ class MaskedWeight(nn.Module):
                 self._folded = weight * self.current_mask().to(weight.dtype)
         return self._folded
 
-    def drop_folded_weight(self) -> None:
+    def scores_changed(self) -> None:
+        """The scores were changed (an optimizer step, a reset, loaded scores): they are no longer a mask's rebuild."""
         self._folded = None
+        self._scores_from_mask = False
 
-    def swap_mask_set(self, state: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor | None]:
-        """Hold another mask set's scores (and eval-mode fold, if it has one); return this set's, to hold on to.
+    @torch.no_grad()
+    def swap_mask_set(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Compute with another mask set from now on; return this set's state, to hold on to while inactive.
 
-        A pointer swap, no copy: switching sets regenerates nothing. The packed `mask` buffer follows on the next
-        save or state_dict, as always.
+        A set whose scores are a mask's rebuild (loaded and not trained since) is held as its packed mask only, one
+        bit per weight; activating it rebuilds the same scores from that mask (and, in eval mode, the fold). A set
+        whose scores were trained or edited is held whole (its float32 scores, by reference), so nothing a
+        training run learned beyond the mask is lost. No random weight is regenerated either way.
         """
-        mine = {"scores": self.scores.data, "folded": self._folded}
-        self.scores.data = state["scores"].to(self.scores.device)
-        self._folded = None if self.training else state["folded"]
+        if self._scores_from_mask:
+            mine = {"packed": pack_mask(self.current_mask()).to(self.mask.device)}
+        else:
+            mine = {"scores": self.scores.data}
+        if "packed" in state:
+            self.scores.data = torch.empty_like(self.scores.data)  # `mine` may hold the old tensor: no in-place write
+            self.load_packed_mask(state["packed"])
+        else:
+            self.scores.data = state["scores"].to(self.scores.device)
+            self.scores_changed()
         return mine
 
     def train(self, mode: bool = True):
@@ -209,7 +226,7 @@ class MaskedWeight(nn.Module):
     def reset_scores(self) -> None:
         """Initial scores from the seed (not from the training seed)."""
         self.scores.copy_(self.random_weights.initial_scores(self.score_name, self.shape))
-        self._folded = None
+        self.scores_changed()
 
     @torch.no_grad()
     def load_packed_mask(self, packed: torch.Tensor | None = None, prefix: str = "") -> None:
@@ -226,6 +243,7 @@ class MaskedWeight(nn.Module):
             self.mask.copy_(packed)
         # The fold eval() would build from these scores, built now from the mask at hand (no top-k to recompute).
         self._folded = None if self.training else self.weight * mask.to(self.weight.device, self.weight.dtype)
+        self._scores_from_mask = True
 
     def _check_packed(self, packed: torch.Tensor, prefix: str) -> torch.Tensor:
         """The boolean mask a packed tensor holds, if it is a valid mask for this weight; else a clear error."""
@@ -255,7 +273,7 @@ class MaskedWeight(nn.Module):
                 f"`{prefix}scores` and `{prefix}mask` disagree: the checkpoint was modified after saving. "
                 "Re-save or re-download it."
             )
-        self._folded = None
+        self.scores_changed()  # trained scores, loaded whole: more than their mask
 
     @torch.no_grad()
     def sync_packed_mask(self) -> None:
@@ -269,7 +287,7 @@ class MaskedWeight(nn.Module):
         super()._load_from_state_dict(
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
-        self._folded = None
+        self.scores_changed()
         if has_scores and f"{prefix}mask" in state_dict:
             self.verify_scores_match_mask(prefix)
         elif not has_scores and f"{prefix}mask" in state_dict:
@@ -286,20 +304,20 @@ class MaskedWeight(nn.Module):
 
 
 # Optimizer steps change scores in place, where no version counter reliably shows it (fused kernels): every step
-# drops the folded weights of the masked tensors whose scores it updated.
+# tells the masked tensors whose scores it updated (their fold is stale, their scores are no mask's rebuild).
 _MASKED_WEIGHTS: weakref.WeakSet[MaskedWeight] = weakref.WeakSet()
 
 
-def _drop_folded_after_step(optimizer, args, kwargs) -> None:
-    folded = [module for module in list(_MASKED_WEIGHTS) if module._folded is not None]
-    if folded:
+def _scores_changed_after_step(optimizer, args, kwargs) -> None:
+    watched = [m for m in list(_MASKED_WEIGHTS) if m._folded is not None or m._scores_from_mask]
+    if watched:
         stepped = {id(param) for group in optimizer.param_groups for param in group["params"]}
-        for module in folded:
+        for module in watched:
             if id(module.scores) in stepped:
-                module.drop_folded_weight()
+                module.scores_changed()
 
 
-register_optimizer_step_post_hook(_drop_folded_after_step)
+register_optimizer_step_post_hook(_scores_changed_after_step)
 
 
 def _pack_mask_before_state_dict(module: MaskedWeight, prefix: str, keep_vars: bool) -> None:

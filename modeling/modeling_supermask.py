@@ -711,14 +711,19 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
                 f"{mine.seed}, weight_init {mine.weight_init!r}, density {mine.density}). Masks are only meaningful "
                 "over the weights they were found for: load them as a model of their own instead."
             )
+        # A mask-only checkpoint holds nothing but its masks: the set is kept packed, one bit per weight.
         self._inactive_mask_sets[name] = {
-            module_name: {"scores": module.scores.data.to(self.device), "folded": None}
-            for module_name, module in other.masked_modules.items()
+            module_name: {"packed": module.mask.to(self.device)} for module_name, module in other.masked_modules.items()
         }
 
     def set_active_masks(self, name: str) -> None:
-        """Compute with the mask set `name` from now on: pointer swaps, no file, no regeneration. In eval mode each
-        set keeps its own folded weights, so switching back and forth costs nothing after each set's first use."""
+        """Compute with the mask set `name` from now on: no file is read and no random weight regenerated.
+
+        Memory: an inactive set whose scores are a loaded mask's rebuild is held as its packed mask (one bit per
+        weight), so k directions cost the random weights once, the active set's scores and fold, and one bit per
+        weight for each other set. A set trained in this process is held whole (its float32 scores), so switching never loses
+        training state. Time: activating a packed set rebuilds its scores from the mask, and in eval mode its folded
+        weights, eagerly (linear in the number of weights; `benchmarks/mask_sets.md` has the measured figures)."""
         if name == self._active_masks:
             return
         if name not in self._inactive_mask_sets:

@@ -191,7 +191,7 @@ def test_replicas_compute_with_their_own_tensors(tiny_tokenizer, batch, monkeypa
             buffer.zero_()
         for module in model.masked_modules.values():
             module.scores.normal_()
-            module.drop_folded_weight()
+            module.scores_changed()
     for replica in replicas:
         assert replica.model.encoder.embed_tokens is replica.model.shared
         fc1 = replica.model.encoder.layers[0].fc1

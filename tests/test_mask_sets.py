@@ -59,6 +59,38 @@ def test_switching_mask_sets_equals_separately_loaded_models(two_directions, tin
     assert reloaded.masks_fingerprint() == separate["en-fr"].masks_fingerprint()
 
 
+def _state_bytes(model, name: str) -> int:
+    """Bytes an inactive mask set holds."""
+    return sum(t.numel() * t.element_size() for state in model._inactive_mask_sets[name].values() for t in state.values())
+
+
+def test_inactive_loaded_sets_hold_one_bit_per_weight_and_trained_sets_keep_their_scores(two_directions, tiny_tokenizer):
+    model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"]).eval()
+    model.load_masks(two_directions["en-fr"], "en-fr")
+    maskable = sum(module.weight.numel() for module in model.masked_modules.values())
+    assert _state_bytes(model, "en-fr") <= maskable / 8 + len(model.masked_modules)  # packed, not float32 scores
+    loaded_scores = {n: m.scores.detach().clone() for n, m in model.masked_modules.items()}
+    model.set_active_masks("en-fr")
+    assert _state_bytes(model, "default") <= maskable / 8 + len(model.masked_modules)  # loaded, untrained: packed
+    model.set_active_masks("default")  # the rebuild gives back the very scores the load built
+    for name, module in model.masked_modules.items():
+        assert torch.equal(module.scores, loaded_scores[name]), name
+
+    # One optimizer step (a fused one, which no version counter shows) on the default set: it is held whole now.
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    batch = tiny_tokenizer(SOURCES, return_tensors="pt", padding=True)
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    optimizer.step()
+    trained = {n: m.scores.detach().clone() for n, m in model.masked_modules.items()}
+    assert any(not torch.equal(trained[n], loaded_scores[n]) for n in trained)
+    model.set_active_masks("en-fr")
+    assert _state_bytes(model, "default") == 4 * maskable  # float32 scores, by reference
+    model.set_active_masks("default")
+    for name, module in model.masked_modules.items():
+        assert torch.equal(module.scores, trained[name]), name  # nothing the step learned is lost
+
+
 def test_the_translation_pipeline_picks_the_mask_set(two_directions, tiny_tokenizer):
     from transformers import pipeline
 
