@@ -143,8 +143,14 @@ def test_mask_overlap_and_non_target_combinations(two_directions, tiny_tokenizer
 def test_mask_sets_benchmark_smoke(two_directions):
     from hf_supermask.benchmark import benchmark_mask_sets
 
+    from hf_supermask.benchmark import mask_sets_markdown
+
     results = benchmark_mask_sets([str(p) for p in two_directions.values()], SOURCES[:2], repetitions=2)
     one, separate = results["one_model"], results["separate"]
     assert one["sets"] == separate["sets"] == 2
-    assert one["switch_seconds"] >= 0 and separate["switch_seconds"] is None
+    assert one["switch_seconds"] > 0 and separate["switch_seconds"] is None
     assert one["rss_above_baseline_mb"] > 0 and separate["rss_above_baseline_mb"] > 0
+    assert set(results["bits_per_weight_on_disk"]) == {p.name for p in two_directions.values()}
+    assert all(bits > 1 for bits in results["bits_per_weight_on_disk"].values())  # a bit per weight, plus headers
+    table = mask_sets_markdown(results)
+    assert "| switch direction | `set_active_masks`" in table and "| load all 2 |" in table
