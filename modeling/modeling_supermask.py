@@ -734,6 +734,18 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         self._inactive_mask_sets[self._active_masks] = current
         self._active_masks = name
 
+    def rename_mask_set(self, name: str, new_name: str) -> None:
+        """Call the mask set `name` `new_name` from now on (e.g. "default", the set the model was loaded with, after
+        its translation direction, so that `pipeline("translation_en_to_de", ...)` picks it)."""
+        if name not in self.mask_sets:
+            raise KeyError(f"No mask set named {name!r}; this model holds {list(self.mask_sets)}.")
+        if new_name in self.mask_sets:
+            raise ValueError(f"This model already holds a mask set named {new_name!r}.")
+        if name == self._active_masks:
+            self._active_masks = new_name
+        else:
+            self._inactive_mask_sets[new_name] = self._inactive_mask_sets.pop(name)
+
     def save_mask_sets(self, directory: str | os.PathLike) -> list[Path]:
         """Save every mask set as its own mask-only checkpoint, `directory/<name>/`, each loadable and pushable
         alone (`from_pretrained`, `load_masks`). Returns the folders."""

@@ -88,7 +88,8 @@ class TranslationPipeline(Pipeline):
       always uses `skip_special_tokens=True`.
     - `mask_set` (`str`, *optional*): for models holding several mask sets over one network (hf_supermask's
       `load_masks`), the set to translate with; by default the set named after the task's direction ("en-fr" for
-      `"translation_en_to_fr"`) if the model holds one, else the active set.
+      `"translation_en_to_fr"`) if the model holds one, else the active set (a task that names a direction no set of
+      a several-set model is named after is refused).
     """
 
     _pipeline_calls_generate = True
@@ -160,6 +161,13 @@ class TranslationPipeline(Pipeline):
         direction = f"{preprocess_params.get('src_lang')}-{preprocess_params.get('tgt_lang')}"
         if mask_set is None and direction in sets:
             mask_set = direction
+        elif mask_set is None and len(sets) > 1 and "src_lang" in preprocess_params:
+            # Translating with whichever set happens to be active would give another language, silently.
+            raise ValueError(
+                f"The task asks for {direction}, but the model holds the mask sets {list(sets)}, none named {direction!r}. "
+                f"Pass `mask_set=` to choose one, or name the sets after their directions (`load_masks(path, "
+                f"{direction!r})`, `rename_mask_set(old, {direction!r})`)."
+            )
         if mask_set is not None:
             if mask_set not in sets:
                 raise ValueError(f"`mask_set={mask_set!r}`, but the model holds the mask sets {list(sets)}.")

@@ -106,6 +106,15 @@ def test_the_translation_pipeline_picks_the_mask_set(two_directions, tiny_tokeni
     assert by_task(SOURCES, max_new_tokens=6) == expected
     model.set_active_masks("default")
     assert by_name(SOURCES, max_new_tokens=6) == expected
+    # a direction no set is named after is refused, not translated with whichever set is active
+    with pytest.raises(ValueError, match="none named 'en-de'"):
+        pipeline("translation_en_to_de", model=model, tokenizer=tiny_tokenizer, device="cpu")(SOURCES, max_new_tokens=6)
+    model.rename_mask_set("default", "en-de")
+    assert model.mask_sets == ("en-fr", "en-de")
+    german = pipeline("translation_en_to_de", model=model, tokenizer=tiny_tokenizer, device="cpu")
+    assert german(SOURCES, max_new_tokens=6) == pipeline("translation", model=str(two_directions["en-de"]), device="cpu")(
+        SOURCES, max_new_tokens=6)  # fmt: skip
+    assert model.active_masks == "en-de"
 
 
 def test_masks_found_over_other_weights_are_refused(two_directions, tiny_tokenizer, tmp_path):
