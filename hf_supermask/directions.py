@@ -123,7 +123,8 @@ def ship_direction(args: DirectionsArguments, direction: str) -> Path | None:
     if not (Path(args.output_dir) / direction / "supermask" / "model.safetensors").exists():
         logger.warning("Direction %s finished, but its checkpoint is not in %s: not shipped.", direction, args.output_dir)
         return None
-    return ship_row(Path(args.results_dir) / direction, Path(args.output_dir) / direction, "supermask", destination)
+    return ship_row(Path(args.results_dir) / direction, Path(args.output_dir) / direction, "supermask", destination,
+                    model_name=f"supermask-multi30k-{direction}")
 
 
 def _finished(args: DirectionsArguments, direction: str, row: str) -> dict[str, Any] | None:
@@ -186,19 +187,19 @@ def analysis(args: DirectionsArguments) -> list[str]:
     from .mask_analysis import mask_overlap, overlap_table, plot_overlaps
 
     folders = {d: Path(args.models_dir) / d for d in _split(args.directions) if _finished(args, d, "supermask")}
-    missing = [str(folder) for folder in folders.values() if not (folder / "config.json").exists()]
+    missing = [d for d, folder in folders.items() if not (folder / "config.json").exists()]
+    notes = []
     if missing:
-        raise FileNotFoundError(
-            f"Finished directions without their shipped model: {missing}. Each finished run is copied there from "
-            f"{args.output_dir}; run those directions again with another --results_dir to recreate it, or pass the "
-            "--models_dir that holds them."
-        )
-    models = {d: AutoModelForSeq2SeqLM.from_pretrained(folder).eval() for d, folder in folders.items()}
+        notes = ["", f"Finished without a model in {os.path.relpath(args.models_dir)} (so not analysed below): {', '.join(missing)}. "
+                 "A finished run is copied there from its --output_dir; to recreate one, run that direction again "
+                 "with another --results_dir (runs are deterministic on one machine)."]  # fmt: skip
+        logger.warning(notes[-1])
+    models = {d: AutoModelForSeq2SeqLM.from_pretrained(f).eval() for d, f in folders.items() if d not in missing}
     if len(models) < 2:
-        return []
+        return notes
     overlaps = {f"{a} / {b}": mask_overlap(models[a], models[b]) for a, b in itertools.combinations(models, 2)}
     plot_overlaps(overlaps, Path(args.results_dir) / "mask_overlap.png")
-    lines = ["", "Overlap of the directions' masks (fraction of kept positions in common; chance = density):", "",
+    lines = [*notes, "", "Overlap of the directions' masks (fraction of kept positions in common; chance = density):", "",
              overlap_table(overlaps), "", "Non-target combinations on test_2016_flickr (beam 5):", "",
              "| masks | scored against | BLEU | chrF | first output |", "|---|---|---|---|---|"]  # fmt: skip
     for combination in _split(args.combinations):

@@ -514,7 +514,7 @@ SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "
 
 
 def ship_row(results_dir: str | os.PathLike, output_dir: str | os.PathLike, row: str,
-             destination: str | os.PathLike) -> Path:  # fmt: skip
+             destination: str | os.PathLike, model_name: str | None = None) -> Path:  # fmt: skip
     """Copy a finished row's mask-only model (config, decoding, masks, tokenizer, curves) to `destination`, with a
     model card that states its measured test scores, the recipe and command that produced it, and its fingerprints:
     what the package ships (`hf_supermask.demo.SHIPPED_MODEL`) and what `push_to_hub` would publish."""
@@ -537,8 +537,8 @@ def ship_row(results_dir: str | os.PathLike, output_dir: str | os.PathLike, row:
     maskable = sum(m.weight.numel() for m in model.masked_modules.values())
     source_lang, _, target_lang = result.get("direction", "en-de").partition("-")
     card = build_model_card(
-        model_name=destination.name,
-        output_dir_or_repo_id=destination.name,
+        model_name=model_name or destination.name,
+        output_dir_or_repo_id=model_name or destination.name,
         source_lang=source_lang,
         target_lang=target_lang,
         test_bleu=result["test_bleu"],
