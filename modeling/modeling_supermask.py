@@ -721,9 +721,10 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
 
         Memory: an inactive set whose scores are a loaded mask's rebuild is held as its packed mask (one bit per
         weight), so k directions cost the random weights once, the active set's scores and fold, and one bit per
-        weight for each other set. A set trained in this process is held whole (its float32 scores), so switching never loses
-        training state. Time: activating a packed set rebuilds its scores from the mask, and in eval mode its folded
-        weights, eagerly (linear in the number of weights; `benchmarks/mask_sets.md` has the measured figures)."""
+        weight for each other set. A set trained in this process is held whole (its float32 scores), so switching
+        never loses training state. Time: activating a packed set rebuilds its scores from the mask, and in eval
+        mode its folded weights, eagerly (linear in the number of weights; `benchmarks/mask_sets.md` has the
+        measured figures)."""
         if name == self._active_masks:
             return
         if name not in self._inactive_mask_sets:

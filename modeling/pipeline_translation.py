@@ -164,9 +164,9 @@ class TranslationPipeline(Pipeline):
         elif mask_set is None and len(sets) > 1 and "src_lang" in preprocess_params:
             # Translating with whichever set happens to be active would give another language, silently.
             raise ValueError(
-                f"The task asks for {direction}, but the model holds the mask sets {list(sets)}, none named {direction!r}. "
-                f"Pass `mask_set=` to choose one, or name the sets after their directions (`load_masks(path, "
-                f"{direction!r})`, `rename_mask_set(old, {direction!r})`)."
+                f"The task asks for {direction}, but the model holds the mask sets {list(sets)}, none named "
+                f"{direction!r}. Pass `mask_set=` to choose one, or name the sets after their directions "
+                f"(`load_masks(path, {direction!r})`, `rename_mask_set(old, {direction!r})`)."
             )
         if mask_set is not None:
             if mask_set not in sets:
