@@ -200,10 +200,11 @@ def analysis(args: DirectionsArguments) -> list[str]:
     overlaps = {f"{a} / {b}": mask_overlap(models[a], models[b]) for a, b in itertools.combinations(models, 2)}
     plot_overlaps(overlaps, Path(args.results_dir) / "mask_overlap.png")
     lines = [*notes, "", "Overlap of the directions' masks (fraction of kept positions in common; chance = density):", "",
-             overlap_table(overlaps), "", "Non-target combinations on test_2016_flickr (beam 5):", "",
-             "| masks | scored against | BLEU | chrF | first output |", "|---|---|---|---|---|"]  # fmt: skip
-    for combination in _split(args.combinations):
-        lines += _combination_scores(args, models, combination)
+             overlap_table(overlaps)]  # fmt: skip
+    combined = [line for c in _split(args.combinations) for line in _combination_scores(args, models, c)]
+    if combined:
+        lines += ["", "Non-target combinations on test_2016_flickr (beam 5):", "",
+                  "| masks | scored against | BLEU | chrF | first output |", "|---|---|---|---|---|", *combined]  # fmt: skip
     return lines
 
 

@@ -3,6 +3,11 @@
 
 The overlap of two masks of one tensor is the fraction of the kept positions of one that the other keeps too. Two
 independent random masks of density d overlap by d on average (chance level); 1 means the same mask.
+
+Masks found over one seed are not independent draws, though: every run starts from the same initial scores, so each
+mask keeps much of the initial top-k. The baseline that separates shared structure from that shared start is the
+overlap two masks would have if each kept what it keeps of the initial top-k (and of the rest) independently of the
+other: `a·b + (1-a)(1-b)·k/(n-k)` for fractions a, b of their k kept positions inside the initial top-k (n weights).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ from collections import defaultdict
 from typing import Any
 
 import torch
+
+from .modeling.binarizers import topk_mask
 
 
 def module_kind(name: str) -> str:
@@ -33,23 +40,32 @@ def mask_overlap(first, second) -> dict[str, Any]:
     module kind and by layer. Both models must hold masks over the same random weights (same `weights_sha256`)."""
     if first.random_weights.fingerprint != second.random_weights.fingerprint:
         raise ValueError("The two models' masks were found over different random weights: their overlap means nothing.")
-    per_tensor, kept, shared = {}, defaultdict(int), defaultdict(int)
+    per_tensor, kept, shared, expected = {}, defaultdict(int), defaultdict(int), defaultdict(float)
     theirs = second.masked_modules
     for name, module in first.masked_modules.items():
         a, b = module.current_mask(), theirs[name].current_mask()
-        if module.num_kept == a.numel():
+        k, n = module.num_kept, a.numel()
+        if k == n:
             continue  # a fixed (unmasked) embedding
         common = int((a & b).sum())
-        per_tensor[name] = common / module.num_kept
+        initial = topk_mask(module.random_weights.initial_scores(module.score_name, module.shape).abs(), k)
+        a_in, b_in = int((a & initial).sum()), int((b & initial).sum())
+        per_tensor[name] = common / k
         for group in (f"kind:{module_kind(name)}", f"layer:{module_layer(name)}", "all"):
-            kept[group] += module.num_kept
+            kept[group] += k
             shared[group] += common
+            expected[group] += a_in * b_in / k + (k - a_in) * (k - b_in) / (n - k)
+    pooled = lambda counts, prefix: {g[len(prefix):]: counts[g] / kept[g] for g in kept if g.startswith(prefix)}  # noqa: E731
     return {
         "density": first.config.density,
         "per_tensor": per_tensor,
-        "by_kind": {g[5:]: shared[g] / kept[g] for g in kept if g.startswith("kind:")},
-        "by_layer": {g[6:]: shared[g] / kept[g] for g in kept if g.startswith("layer:")},
+        "by_kind": pooled(shared, "kind:"),
+        "by_layer": pooled(shared, "layer:"),
         "all": shared["all"] / kept["all"] if kept["all"] else None,
+        # what the shared initial top-k alone would give (see the module docstring)
+        "expected_by_kind": pooled(expected, "kind:"),
+        "expected_by_layer": pooled(expected, "layer:"),
+        "expected_all": expected["all"] / kept["all"] if kept["all"] else None,
     }
 
 
@@ -76,12 +92,14 @@ def overlap_table(overlaps: dict[str, dict[str, Any]]) -> str:
     """Markdown: one column per pair of models, one row per module kind and per layer, chance level first."""
     pairs = list(overlaps)
     first = overlaps[pairs[0]]
-    lines = ["| | " + " | ".join(pairs) + " |", "|---" * (len(pairs) + 1) + "|",
+    cell = lambda o, section, key: f"{o[section][key]:.3f} ({o['expected_' + section][key]:.3f})"  # noqa: E731
+    lines = ["Each cell: the overlap, and in brackets what the shared initial top-k alone would give.", "",
+             "| | " + " | ".join(pairs) + " |", "|---" * (len(pairs) + 1) + "|",
              "| chance (= density) | " + " | ".join(f"{o['density']:.2f}" for o in overlaps.values()) + " |",
-             "| all tensors | " + " | ".join(f"{o['all']:.3f}" for o in overlaps.values()) + " |"]  # fmt: skip
-    for section in ("by_kind", "by_layer"):
+             "| all tensors | " + " | ".join(f"{o['all']:.3f} ({o['expected_all']:.3f})" for o in overlaps.values()) + " |"]  # fmt: skip
+    for section, label in (("by_kind", "{}"), ("by_layer", "layer: {}")):
         for key in first[section]:
-            lines.append(f"| {key} | " + " | ".join(f"{o[section][key]:.3f}" for o in overlaps.values()) + " |")
+            lines.append(f"| {label.format(key)} | " + " | ".join(cell(o, section, key) for o in overlaps.values()) + " |")
     return "\n".join(lines)
 
 
@@ -96,7 +114,10 @@ def plot_overlaps(overlaps: dict[str, dict[str, Any]], path: str | os.PathLike) 
     axes = figure.subplots()
     width = 0.8 / len(overlaps)
     for i, (pair, overlap) in enumerate(overlaps.items()):
-        axes.bar([k + i * width for k in range(len(kinds))], [overlap["by_kind"][k] for k in kinds], width, label=pair)
+        positions = [k + i * width for k in range(len(kinds))]
+        axes.bar(positions, [overlap["by_kind"][k] for k in kinds], width, label=pair)
+        axes.scatter(positions, [overlap["expected_by_kind"][k] for k in kinds], marker="_", s=60, color="black",
+                     label="from the shared initial top-k alone" if i == 0 else None, zorder=3)  # fmt: skip
     axes.axhline(next(iter(overlaps.values()))["density"], color="black", linestyle="--", label="chance (density)")
     axes.set_xticks([k + 0.4 - width / 2 for k in range(len(kinds))], kinds, rotation=30, ha="right", fontsize=8)
     axes.set_ylabel("fraction of kept positions in common")

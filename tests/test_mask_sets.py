@@ -137,7 +137,14 @@ def test_mask_overlap_and_non_target_combinations(two_directions, tiny_tokenizer
     itself = mask_overlap(de, de)
     assert itself["all"] == 1.0 and set(itself["by_kind"].values()) == {1.0}
     independent = mask_overlap(de, fr)  # two unrelated scramblings: near chance (density 0.5)
-    assert abs(independent["all"] - 0.5) < 0.05
+    assert abs(independent["all"] - 0.5) < 0.05 and abs(independent["expected_all"] - 0.5) < 0.05
+    # Two masks that never left the seed's initial top-k overlap fully, and the shared start explains all of it.
+    fresh = SupermaskForConditionalGeneration(de.config).eval()
+    untrained = mask_overlap(fresh, SupermaskForConditionalGeneration(de.config).eval())
+    assert untrained["all"] == 1.0 and untrained["expected_all"] == pytest.approx(1.0)
+    # One that kept its initial top-k against a scrambled one: expected = the scrambled mask's share of that top-k.
+    half = mask_overlap(fresh, de)
+    assert half["expected_all"] == pytest.approx(half["all"])
     assert {"embedding", "encoder.fc1", "decoder.encoder_attn.q_proj"} <= set(independent["by_kind"])
     assert {"embedding", "encoder 0", "decoder 1"} <= set(independent["by_layer"])
     combined = combine_masks(de, fr)
