@@ -168,12 +168,13 @@ def _combination_scores(args: DirectionsArguments, models: dict[str, Any], combi
     tokenizer = AutoTokenizer.from_pretrained(Path(args.models_dir) / encoder_direction)
     translator = pipeline("translation", model=model, tokenizer=tokenizer, device="cpu")
     metric = load_translation_metric()
-    lines = []
+    lines, outputs = [], None
     for reference_lang in dict.fromkeys((encoder_target, decoder_target)):
         raw = load_translation_dataset(source, reference_lang, data_dir=args.data_dir)
         test = select_max_samples(raw, None, None, 8 if args.smoke else None)["test"]
-        sources = [p["translation"][source] for p in test]
-        outputs = [o["translation_text"] for o in translator(sources, batch_size=32, num_beams=5)]
+        if outputs is None:  # Multi30k is line-aligned: the same English sources for every reference language
+            sources = [p["translation"][source] for p in test]
+            outputs = [o["translation_text"] for o in translator(sources, batch_size=32, num_beams=5)]
         scores = metric.compute(predictions=outputs, references=[p["translation"][reference_lang] for p in test])
         lines.append(f"| {source} in; encoder {encoder_direction}, decoder {decoder_direction} | {reference_lang} "
                      f"| {scores['bleu']:.2f} | {scores['chrf']:.2f} | {outputs[0]!r} |")  # fmt: skip
