@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+import torch
 from datasets import Dataset, DatasetDict, DatasetInfo
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
@@ -397,3 +398,55 @@ def length_bucketed_order(lengths: list[int], batch_size: int, examples: int, se
         for b in torch.randperm(len(batches), generator=generator).tolist():
             order += batches[b]
     return order[:examples]
+
+
+class TokenBudgetBatchSampler(torch.utils.data.Sampler):
+    """Batches of similar lengths, each at most `max_tokens` padded tokens (source plus target), in a new random order
+    every epoch: fairseq's `--max-tokens` batching.
+
+    The batches are cut once from the examples sorted by length (ties in random order, from `seed`), so an epoch has
+    the same number of batches every time and a resumed run skips exactly what it saw; `set_epoch` (called by the
+    Trainer) reshuffles only their order. Short sentences thus come many to a batch and long ones few, with little
+    padding either way, and a model evaluated at any point has seen every length.
+
+    Args:
+        source_lengths, target_lengths (`list[int]`): tokens of each example's input and labels.
+        max_tokens (`int`): budget of one batch: pairs x (longest source + longest target) in it.
+        seed (`int`): seeds the tie order and every epoch's batch order.
+    """
+
+    def __init__(self, source_lengths: list[int], target_lengths: list[int], max_tokens: int, seed: int):
+        if len(source_lengths) != len(target_lengths):
+            raise ValueError("source_lengths and target_lengths must be as long as each other.")
+        longest = max(s + t for s, t in zip(source_lengths, target_lengths))
+        if max_tokens < longest:
+            raise ValueError(
+                f"--max_tokens_per_batch {max_tokens} is smaller than the longest training pair ({longest} tokens, "
+                "source plus target): raise it, or lower --max_source_length/--max_target_length."
+            )
+        self.seed, self.epoch = seed, 0
+        tie_order = torch.randperm(len(source_lengths), generator=torch.Generator().manual_seed(seed)).tolist()
+        by_length = sorted(tie_order, key=lambda i: (target_lengths[i], source_lengths[i]))
+        self.batches: list[list[int]] = []
+        batch: list[int] = []
+        longest_source = longest_target = 0
+        for index in by_length:
+            source, target = max(longest_source, source_lengths[index]), max(longest_target, target_lengths[index])
+            if batch and (len(batch) + 1) * (source + target) > max_tokens:
+                self.batches.append(batch)
+                batch, source, target = [], source_lengths[index], target_lengths[index]
+            batch.append(index)
+            longest_source, longest_target = source, target
+        if batch:
+            self.batches.append(batch)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + 1 + self.epoch)
+        for b in torch.randperm(len(self.batches), generator=generator).tolist():
+            yield self.batches[b]

@@ -62,6 +62,11 @@ class StudyArguments:
     max_steps: int = field(default=1500, metadata={"help": "Updates per row (the same budget for every row)."})
     batch_size: int = field(default=64, metadata={"help": "Sentence pairs per update."})
     eval_steps: int = field(default=250, metadata={"help": "Validation BLEU every N updates (the curve)."})
+    plateau_patience: int = field(
+        default=0,
+        metadata={"help": "Stop a row when validation BLEU has not improved over this many evaluations, and keep its "
+                  "best checkpoint (0: run the whole --max_steps budget). The row records `stopped_by`."},
+    )  # fmt: skip
     max_eval_samples: int = field(default=300, metadata={"help": "Validation pairs for the curve (greedy)."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Test pairs (default: all 1000)."})
     num_beams: int = field(default=5, metadata={"help": "Beams for the reported test scores."})
@@ -458,6 +463,20 @@ def _wall_seconds(history: list[dict[str, Any]]) -> float | None:
     return max((e["elapsed_seconds"] for e in history if e.get("elapsed_seconds")), default=None)
 
 
+def _budget_used(history: list[dict[str, Any]], study: StudyArguments) -> dict[str, Any]:
+    """How far a row trained: its updates, target tokens (across resumptions), why it stopped, and the update of its
+    best validation BLEU (the checkpoint kept when it stops on a plateau)."""
+    updates = max((e.get("step", 0) for e in history), default=0)
+    curve = _curve_points(history)
+    best = max(curve, key=lambda p: p["eval_bleu"], default=None)  # the first of equals, as the Trainer keeps
+    return {
+        "updates": updates,
+        "total_target_tokens": max((e.get("train_target_tokens", 0) for e in history), default=None) or None,
+        "stopped_by": "budget" if updates >= study.max_steps else "plateau",
+        "best_step": best["step"] if best and study.plateau_patience else updates,
+    }
+
+
 def _curve_points(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
         {"step": e["step"], "elapsed_seconds": e.get("elapsed_seconds"), "eval_bleu": e["eval_bleu"],
@@ -478,6 +497,8 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
     learning_rate, probes = _learning_rate(study, row, tokenizer_dir)
     output_dir = Path(study.output_dir) / row
     flags = _row_flags(study, row, output_dir, tokenizer_dir, learning_rate, study.max_steps)
+    if study.plateau_patience:
+        flags += ["--early_stopping_patience", str(study.plateau_patience)]
     commit = _git_commit()
     results = run_translation(*parse_args(flags))  # the curve: greedy validation BLEU every eval_steps
     history = json.loads((output_dir / "log_history.json").read_text())
@@ -501,6 +522,7 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
         "checkpoint_folder_bytes": results.get("checkpoint_folder_bytes"),
         "train_wall_seconds": _wall_seconds(history),
         "train_target_tokens_per_second": results.get("train_target_tokens_per_second"),
+        **_budget_used(history, study),
         "row_wall_seconds": time.time() - started,
         "curve": _curve_points(history),
         "lever_probes": _lever_summary(Path(study.results_dir), row),

@@ -32,6 +32,7 @@ from transformers import (
     AutoModelForSeq2SeqLM,
     AutoTokenizer,
     DataCollatorForSeq2Seq,
+    EarlyStoppingCallback,
     MarianMTModel,
     Seq2SeqTrainer,
     Seq2SeqTrainingArguments,
@@ -40,6 +41,7 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from .data import (
+    TokenBudgetBatchSampler,
     check_splits,
     default_data_dir,
     length_bucketed_order,
@@ -114,12 +116,23 @@ class DataTrainingArguments:
         metadata={"help": "Batches of similar lengths (less padding), in random order: see "
                   "data.length_bucketed_order (transformers' group_by_length keeps its buckets sorted)."},
     )  # fmt: skip
+    max_tokens_per_batch: int | None = field(
+        default=None,
+        metadata={"help": "Token-budget batches (fairseq's --max-tokens): each training batch holds pairs of similar "
+                  "lengths up to this many padded tokens (source plus target), in random order; replaces "
+                  "--per_device_train_batch_size for training. 2048 holds 64 Multi30k pairs on average."},
+    )  # fmt: skip
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Size of the trained joint vocabulary."})
     tokenizer_type: str = field(default="bpe", metadata={"help": "`bpe` or `unigram`."})
     num_examples: int = field(default=3, metadata={"help": "Test sentences translated through the pipeline at the end."})
 
     def __post_init__(self):
+        if self.max_tokens_per_batch is not None and self.length_bucketed_batches:
+            raise ValueError("--max_tokens_per_batch and --length_bucketed_batches are two ways to batch by length; "
+                             "give one of them.")  # fmt: skip
+        if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
+            raise ValueError(f"--max_tokens_per_batch must be at least 1, got {self.max_tokens_per_batch}.")
         for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -171,6 +184,42 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
         metadata={"help": "Delete what --output_dir holds before the run. Without it, a non-empty --output_dir is "
                   "refused, unless --resume_from_checkpoint continues the run it holds."},
     )  # fmt: skip
+    early_stopping_patience: int | None = field(
+        default=None,
+        metadata={"help": "Stop when the validation metric (BLEU with --predict_with_generate, else loss) has not "
+                  "improved over this many evaluations, and keep the best checkpoint (sets "
+                  "--load_best_model_at_end)."},
+    )  # fmt: skip
+
+    def __post_init__(self):
+        if self.early_stopping_patience is not None:
+            if self.early_stopping_patience < 1:
+                raise ValueError(f"--early_stopping_patience must be at least 1, got {self.early_stopping_patience}.")
+            self.load_best_model_at_end = True
+            if self.metric_for_best_model is None:
+                self.metric_for_best_model = "bleu" if self.predict_with_generate else "loss"
+        super().__post_init__()
+
+
+class TranslationTrainer(Seq2SeqTrainer):
+    """`Seq2SeqTrainer` that trains on token-budget batches when given a batch sampler (`--max_tokens_per_batch`)."""
+
+    def __init__(self, *args, train_batch_sampler: torch.utils.data.Sampler | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.train_batch_sampler = train_batch_sampler
+
+    def get_train_dataloader(self):
+        if self.train_batch_sampler is None:
+            return super().get_train_dataloader()
+        # The tokenized training set holds only model inputs, so no column needs removing.
+        loader = torch.utils.data.DataLoader(
+            self.train_dataset,
+            batch_sampler=self.train_batch_sampler,
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+        )
+        return self.accelerator.prepare(loader)
 
 
 class StepTimer(TrainerCallback):
@@ -190,23 +239,31 @@ class StepTimer(TrainerCallback):
 
 
 class SupermaskTrainingCallback(TrainerCallback):
-    """Adds `elapsed_seconds` to every log entry and, at each evaluation, the fraction of mask bits that changed
-    since the previous one (`eval_mask_changed_fraction`), for the curves of the model card."""
+    """Adds `elapsed_seconds` and `train_target_tokens` (both counted across resumptions) to every log entry and, at
+    each evaluation, the fraction of mask bits that changed since the previous one (`eval_mask_changed_fraction`),
+    for the curves of the model card and the study's budgets."""
 
-    def __init__(self):
+    def __init__(self, loss: TokenLoss | None = None):
         self._start = None
         self._offset = 0.0
+        self._loss = loss
+        self._tokens_offset = 0
         self._previous_masks: torch.Tensor | None = None
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._start = time.perf_counter()
-        # Resumed runs continue the clock of the interrupted one.
+        # Resumed runs continue the clock and the token count of the interrupted one.
         self._offset = max((entry.get("elapsed_seconds", 0.0) for entry in state.log_history), default=0.0)
+        self._tokens_offset = max((entry.get("train_target_tokens", 0) for entry in state.log_history), default=0)
+        if self._loss is not None:
+            self._tokens_offset -= self._loss.train_target_tokens
         self._previous_masks = _all_mask_bits(model)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if self._start is not None and state.log_history:
             state.log_history[-1]["elapsed_seconds"] = round(self._offset + time.perf_counter() - self._start, 2)
+            if self._loss is not None:
+                state.log_history[-1]["train_target_tokens"] = self._tokens_offset + self._loss.train_target_tokens
 
     def on_evaluate(self, args, state, control, model=None, metrics=None, **kwargs):
         current = _all_mask_bits(model)
@@ -509,6 +566,19 @@ def tokenize(raw, tokenizer, data_args: DataTrainingArguments, training_args) ->
     return tokenized
 
 
+def token_budget_batches(tokenized, data_args: DataTrainingArguments, training_args) -> TokenBudgetBatchSampler | None:
+    """The training batches of `--max_tokens_per_batch` (None: the Trainer's own sampler)."""
+    if data_args.max_tokens_per_batch is None or "train" not in tokenized or not training_args.do_train:
+        return None
+    train = tokenized["train"]
+    return TokenBudgetBatchSampler(
+        [len(ids) for ids in train["input_ids"]],
+        [len(ids) for ids in train["labels"]],
+        data_args.max_tokens_per_batch,
+        training_args.seed,
+    )
+
+
 def build_optimizer(model, training_args: Seq2SeqTrainingArguments, supermask_args: SupermaskArguments):
     """The Trainer's optimizer class and settings, with the scores in their own parameter group when asked to."""
     if supermask_args.score_learning_rate is None and supermask_args.score_weight_decay is None:
@@ -573,12 +643,13 @@ def build_trainer(
     compute_metrics=None,
     optimizer=None,
     callbacks: list[TrainerCallback] | tuple = (),
+    train_batch_sampler: torch.utils.data.Sampler | None = None,
 ) -> Seq2SeqTrainer:
     """The `Seq2SeqTrainer` both model types train with: one token-level loss (`TokenLoss` with
     --label_smoothing_factor unless given), batches padded dynamically with label padding masked out."""
     if not isinstance(model, SupermaskForConditionalGeneration):
         model.accepts_loss_kwargs = False  # the loss receives num_items_in_batch instead
-    return Seq2SeqTrainer(
+    return TranslationTrainer(
         model=model,
         args=training_args,
         train_dataset=train_dataset,
@@ -589,6 +660,7 @@ def build_trainer(
         compute_loss_func=loss if loss is not None else TokenLoss(training_args.label_smoothing_factor),
         optimizers=(optimizer, None),
         callbacks=list(callbacks),
+        train_batch_sampler=train_batch_sampler,
     )
 
 
@@ -669,6 +741,8 @@ def run_translation(
     push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
     loss, timer = TokenLoss(training_args.label_smoothing_factor), StepTimer()
     compute_metrics = make_compute_metrics(tokenizer) if training_args.predict_with_generate else None
+    patience = getattr(training_args, "early_stopping_patience", None)
+    early_stopping = [EarlyStoppingCallback(patience)] if patience else []
     trainer = build_trainer(
         model,
         tokenizer,
@@ -678,7 +752,8 @@ def run_translation(
         loss=loss,
         compute_metrics=compute_metrics,
         optimizer=build_optimizer(model, training_args, supermask_args),
-        callbacks=[timer, SupermaskTrainingCallback(), *(callbacks or [])],
+        callbacks=[timer, SupermaskTrainingCallback(loss), *early_stopping, *(callbacks or [])],
+        train_batch_sampler=token_budget_batches(tokenized, data_args, training_args),
     )
     if is_supermask:
         check_same_weights_on_all_ranks(model)
