@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 
-.PHONY: install test test-all demo clean
+.PHONY: install lint format test test-all demo clean
 
 $(STAMP):
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,15 @@ $(STAMP):
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
+
+## ruff: lint and format check (`make format` applies the formatter and the safe fixes).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 ## The test suite (fast tests; about 10 minutes at most on 2 cores).
 test: $(STAMP)

@@ -78,9 +78,11 @@ class BenchmarkArguments:
     output_markdown: str | None = field(default=None, metadata={"help": "Write the markdown table here."})
     in_process: bool = field(
         default=False,
-        metadata={"help": "Run the from_pretrained and training measurements in this process instead of fresh "
-                  "processes (fast, for tests; cold-start times and peak RSS are then only indicative)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Run the from_pretrained and training measurements in this process instead of fresh "
+            "processes (fast, for tests; cold-start times and peak RSS are then only indicative)."
+        },
+    )
     smoke: bool = field(
         default=False, metadata={"help": "Tiny shapes, 1 repetition, few sentences and steps: a test of the benchmark."}
     )
@@ -125,7 +127,9 @@ def _data_dir(args: BenchmarkArguments) -> Path:
 
     found = default_data_dir()
     if found is None:
-        raise FileNotFoundError("Multi30k not found: pass --data_dir (a folder with train.en, train.de, test_2016_flickr.en).")
+        raise FileNotFoundError(
+            "Multi30k not found: pass --data_dir (a folder with train.en, train.de, test_2016_flickr.en)."
+        )
     return Path(found)
 
 
@@ -304,8 +308,9 @@ def run_worker(spec: dict[str, Any], start: float | None = None) -> dict[str, An
 
 
 def _load_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    import hf_supermask  # noqa: F401  (registers the supermask Auto classes, as users do)
     from transformers import AutoModelForSeq2SeqLM
+
+    import hf_supermask  # noqa: F401  (registers the supermask Auto classes, as users do)
 
     start = time.perf_counter()
     model = AutoModelForSeq2SeqLM.from_pretrained(spec["folder"])
@@ -319,8 +324,9 @@ def _load_worker(spec: dict[str, Any]) -> dict[str, Any]:
 def _mask_sets_worker(spec: dict[str, Any]) -> dict[str, Any]:
     """Hold k mask sets: one model with `load_masks` ("one_model"), or k models ("separate"); translate a few
     sentences with each (the eval-mode folds then exist), then report the resident memory and the times."""
-    import hf_supermask  # noqa: F401
     from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+
+    import hf_supermask  # noqa: F401
 
     tokenizer = AutoTokenizer.from_pretrained(spec["folders"][0])
     batch = tokenizer(spec["sentences"], return_tensors="pt", padding=True)
@@ -370,9 +376,11 @@ def _mask_sets_worker(spec: dict[str, Any]) -> dict[str, Any]:
 class MaskSetsBenchmarkArguments:
     folders: list[str] = field(
         default_factory=lambda: [str(p) for p in _shipped_directions()],
-        metadata={"help": "Mask-only checkpoints found over the same random weights (default: the shipped directions).",
-                  "nargs": "+"},
-    )  # fmt: skip
+        metadata={
+            "help": "Mask-only checkpoints found over the same random weights (default: the shipped directions).",
+            "nargs": "+",
+        },
+    )
     sentences_file: str | None = field(
         default=None, metadata={"help": "Sentences to translate (default: Multi30k's test_2016_flickr.en)."}
     )
@@ -391,9 +399,17 @@ def _shipped_directions() -> list[Path]:
 def benchmark_mask_sets(folders: list[str], sentences: list[str], repetitions: int = 3) -> dict[str, Any]:
     """One model holding k mask sets against k separately loaded models, each in a fresh process: load times, the
     switch time, generate time, resident memory, bytes on disk per set."""
-    spec = {"kind": "mask_sets", "model": "supermask", "folders": list(folders), "sentences": sentences,
-            "repetitions": repetitions, "threads": 1}  # fmt: skip
-    results: dict[str, Any] = {mode: _run(dict(spec, mode=mode), in_process=False) for mode in ("one_model", "separate")}
+    spec = {
+        "kind": "mask_sets",
+        "model": "supermask",
+        "folders": list(folders),
+        "sentences": sentences,
+        "repetitions": repetitions,
+        "threads": 1,
+    }
+    results: dict[str, Any] = {
+        mode: _run(dict(spec, mode=mode), in_process=False) for mode in ("one_model", "separate")
+    }
     maskable = results["one_model"]["maskable_weights"]
     results["bits_per_weight_on_disk"] = {
         Path(f).name: 8 * (Path(f) / "model.safetensors").stat().st_size / maskable for f in folders
@@ -407,21 +423,24 @@ def mask_sets_markdown(results: dict[str, Any]) -> str:
     k = one["sets"]
     ms = lambda seconds: f"{1000 * seconds:.0f} ms"  # noqa: E731
     bits = ", ".join(f"{name} {value:.3f}" for name, value in results["bits_per_weight_on_disk"].items())
-    return "\n".join([
-        f"| {k} mask sets ({one['maskable_weights']:,} maskable weights each) | one model, `load_masks` + "
-        f"`set_active_masks` | {k} separate models | ratio |",
-        "|---|---|---|---|",
-        f"| load all {k} | {one['load_seconds']:.2f} s | {separate['load_seconds']:.2f} s | "
-        f"{one['load_seconds'] / separate['load_seconds']:.2f} |",
-        f"| add one direction | `load_masks` {ms(one['median_added_set_load_seconds'])} | `from_pretrained` "
-        f"{ms(separate['load_seconds'] / k)} | |",
-        f"| switch direction | `set_active_masks` {ms(one['switch_seconds'])} (median) | none (another object) | |",
-        f"| generate, {len(results.get('sentences', [])) or 'a'} batch, 8 tokens | {ms(one['generate_seconds'])} | "
-        f"{ms(separate['generate_seconds'])} | {one['generate_seconds'] / separate['generate_seconds']:.2f} |",
-        f"| resident memory after translating with each set | {one['rss_above_baseline_mb']:.0f} MB | "
-        f"{separate['rss_above_baseline_mb']:.0f} MB | {one['rss_above_baseline_mb'] / separate['rss_above_baseline_mb']:.2f} |",
-        f"| bits per maskable weight on disk, per direction | {bits} | | |",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"| {k} mask sets ({one['maskable_weights']:,} maskable weights each) | one model, `load_masks` + "
+            f"`set_active_masks` | {k} separate models | ratio |",
+            "|---|---|---|---|",
+            f"| load all {k} | {one['load_seconds']:.2f} s | {separate['load_seconds']:.2f} s | "
+            f"{one['load_seconds'] / separate['load_seconds']:.2f} |",
+            f"| add one direction | `load_masks` {ms(one['median_added_set_load_seconds'])} | `from_pretrained` "
+            f"{ms(separate['load_seconds'] / k)} | |",
+            f"| switch direction | `set_active_masks` {ms(one['switch_seconds'])} (median) | none (another object) | |",
+            f"| generate, {len(results.get('sentences', [])) or 'a'} batch, 8 tokens | {ms(one['generate_seconds'])} | "
+            f"{ms(separate['generate_seconds'])} | {one['generate_seconds'] / separate['generate_seconds']:.2f} |",
+            f"| resident memory after translating with each set | {one['rss_above_baseline_mb']:.0f} MB | "
+            f"{separate['rss_above_baseline_mb']:.0f} MB | "
+            f"{one['rss_above_baseline_mb'] / separate['rss_above_baseline_mb']:.2f} |",
+            f"| bits per maskable weight on disk, per direction | {bits} | | |",
+        ]
+    )
 
 
 def _train_worker(spec: dict[str, Any]) -> dict[str, Any]:
@@ -544,7 +563,9 @@ def measure_translation(args: BenchmarkArguments, folders: dict[str, Path], sent
         lengths = {}
         for name in MODELS:  # warm-up (dense caches, allocator), and a check of the generated lengths
             with torch.inference_mode():
-                out = translators[name](sentences[: args.batch_size], batch_size=args.batch_size, return_tensors=True, **generate)
+                out = translators[name](
+                    sentences[: args.batch_size], batch_size=args.batch_size, return_tensors=True, **generate
+                )
             ids = [row["translation_token_ids"] for row in out]
             # Generated tokens: everything after the decoder start token.
             lengths[name] = statistics.mean(int(row.numel()) - 1 for row in ids)
@@ -585,7 +606,9 @@ def measure_training(args: BenchmarkArguments, folders: dict[str, Path], data_fi
             spec = {
                 "kind": "train",
                 "model": name,
-                "folder": str(folders["supermask"]),  # config + tokenizer (the Marian model is built from the same config)
+                "folder": str(
+                    folders["supermask"]
+                ),  # config + tokenizer (the Marian model is built from the same config)
                 "data_file": str(data_file),
                 "batch_size": args.train_batch_size,
                 "train_steps": args.train_steps,
@@ -598,7 +621,8 @@ def measure_training(args: BenchmarkArguments, folders: dict[str, Path], data_fi
 
 
 def measure_regeneration(args: BenchmarkArguments, config) -> dict[str, Any]:
-    """Throughput of `SupermaskRandomWeights.regenerate()` (float32 MB/s), of the generation alone, and the fingerprint."""
+    """Throughput of `SupermaskRandomWeights.regenerate()` (float32 MB/s), of the generation alone, and the
+    fingerprint."""
     from .modeling import SupermaskForConditionalGeneration
     from .modeling.random_weights import fingerprint
 
@@ -628,8 +652,14 @@ def measure_regeneration(args: BenchmarkArguments, config) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def _metric(unit: str, supermask: list[float] | float, marian: list[float] | float | None = None,
-            goal: str | None = None, higher_is_better: bool = False, note: str | None = None) -> dict[str, Any]:  # fmt: skip
+def _metric(
+    unit: str,
+    supermask: list[float] | float,
+    marian: list[float] | float | None = None,
+    goal: str | None = None,
+    higher_is_better: bool = False,
+    note: str | None = None,
+) -> dict[str, Any]:
     """One row: medians of both models, their ratio (supermask / marian), and whether the goal is met (judged on
     the ratio of the medians; the median of the per-repetition ratios is reported next to it)."""
     runs_s = supermask if isinstance(supermask, list) else [supermask]
@@ -663,8 +693,9 @@ def _goal_met(goal: str, entry: dict[str, Any]) -> bool:
     return value <= bound if operator == "<=" else value >= bound
 
 
-def benchmark_shape(args: BenchmarkArguments, shape: dict[str, int], tokenizer, sentences: list[str], folder: Path,
-                    log=print) -> dict[str, Any]:  # fmt: skip
+def benchmark_shape(
+    args: BenchmarkArguments, shape: dict[str, int], tokenizer, sentences: list[str], folder: Path, log=print
+) -> dict[str, Any]:
     """Both models at one shape: their measurements, and the metrics made of them (medians, ratios, goals)."""
     name = shape_name(shape)
     config = shape_config(args, shape, tokenizer)
@@ -694,7 +725,9 @@ def measure_shape(args: BenchmarkArguments, config, tokenizer, sentences: list[s
     in_process = "in process" if args.in_process else "fresh processes"
     log("building and saving both models")
     folders = save_models(config, tokenizer, folder)
-    maskable = sum(module.weight.numel() for module in SupermaskForConditionalGeneration(config).masked_modules.values())
+    maskable = sum(
+        module.weight.numel() for module in SupermaskForConditionalGeneration(config).masked_modules.values()
+    )
     sizes = measure_sizes(folders, maskable)
     log(f"from_pretrained ({in_process})")
     loads = measure_from_pretrained(args, folders)
@@ -706,48 +739,72 @@ def measure_shape(args: BenchmarkArguments, config, tokenizer, sentences: list[s
     training = measure_training(args, folders, data_file)
     log("regeneration")
     regeneration = measure_regeneration(args, config)
-    return {"sizes": sizes, "from_pretrained": loads, "translation": translation, "training": training,
-            "regeneration": regeneration}  # fmt: skip
+    return {
+        "sizes": sizes,
+        "from_pretrained": loads,
+        "translation": translation,
+        "training": training,
+        "regeneration": regeneration,
+    }
 
 
 def _size_metrics(sizes: dict[str, Any], shape: dict[str, int]) -> dict[str, Any]:
-    is_iwslt_small = (shape["d_model"], shape["ffn_dim"], shape["heads"], shape["encoder_layers"],
-                      shape["decoder_layers"], shape["vocab_size"]) == (512, 1024, 4, 6, 6, 8000)  # fmt: skip
+    is_iwslt_small = (
+        shape["d_model"],
+        shape["ffn_dim"],
+        shape["heads"],
+        shape["encoder_layers"],
+        shape["decoder_layers"],
+        shape["vocab_size"],
+    ) == (512, 1024, 4, 6, 6, 8000)
     return {
         "weights_file_bytes": _metric(
-            "bytes", float(sizes["weights_file_bytes"]["supermask"]), float(sizes["weights_file_bytes"]["marian"]),
+            "bytes",
+            float(sizes["weights_file_bytes"]["supermask"]),
+            float(sizes["weights_file_bytes"]["marian"]),
             note="model.safetensors only: packed uint8 masks vs dense fp32 weights",
         ),
         "folder_bytes": _metric(
-            "bytes", float(sizes["folder_bytes"]["supermask"]), float(sizes["folder_bytes"]["marian"]),
+            "bytes",
+            float(sizes["folder_bytes"]["supermask"]),
+            float(sizes["folder_bytes"]["marian"]),
             goal="ratio <= 1/25" if is_iwslt_small else None,
             note="every file of the saved folder: weights, config, generation config, tokenizer (and, for supermask, "
-                 "the remote-code .py files it ships)",
+            "the remote-code .py files it ships)",
         ),
         "bits_per_maskable_weight": _metric(
-            "bits", sizes["bits_per_maskable_weight"], goal="value <= 1.01",
+            "bits",
+            sizes["bits_per_maskable_weight"],
+            goal="value <= 1.01",
             note=f"8 x weights file bytes / {sizes['maskable_weights']} maskable weights (safetensors header included)",
         ),
-    }  # fmt: skip
+    }
 
 
 def _load_metrics(args: BenchmarkArguments, loads: dict[str, Any]) -> dict[str, Any]:
     metrics = {
         "from_pretrained_seconds": _metric(
-            "s", loads["supermask"]["from_pretrained_seconds"], loads["marian"]["from_pretrained_seconds"],
+            "s",
+            loads["supermask"]["from_pretrained_seconds"],
+            loads["marian"]["from_pretrained_seconds"],
             goal="ratio <= 1.5",
             note="only the from_pretrained call, timed inside a fresh process (AutoModelForSeq2SeqLM after `import "
-                 "hf_supermask`)" if not args.in_process else
-                 "only the from_pretrained call, IN THIS PROCESS (--in_process: imports and caches already warm)",
+            "hf_supermask`)"
+            if not args.in_process
+            else "only the from_pretrained call, IN THIS PROCESS (--in_process: imports and caches already warm)",
         ),
-    }  # fmt: skip
+    }
     if not args.in_process:
         metrics["load_process_total_seconds"] = _metric(
-            "s", loads["supermask"]["process_total_seconds"], loads["marian"]["process_total_seconds"],
+            "s",
+            loads["supermask"]["process_total_seconds"],
+            loads["marian"]["process_total_seconds"],
             note="wall time of the whole fresh process (interpreter start, imports, from_pretrained), from the parent",
         )
         metrics["load_process_import_seconds"] = _metric(
-            "s", loads["supermask"]["import_seconds"], loads["marian"]["import_seconds"],
+            "s",
+            loads["supermask"]["import_seconds"],
+            loads["marian"]["import_seconds"],
             note="imports inside the fresh process, before from_pretrained (torch, transformers, hf_supermask)",
         )
     return metrics
@@ -759,52 +816,65 @@ def _translation_metrics(args: BenchmarkArguments, translation: dict[str, Any], 
         beams = key.removeprefix("beam")
         label = "greedy" if beams == "1" else f"beam{beams}"
         metrics[f"translation_{label}_sentences_per_second"] = _metric(
-            "sentences/s", result["sentences_per_second"]["supermask"], result["sentences_per_second"]["marian"],
-            goal="ratio >= 0.95", higher_is_better=True,
+            "sentences/s",
+            result["sentences_per_second"]["supermask"],
+            result["sentences_per_second"]["marian"],
+            goal="ratio >= 0.95",
+            higher_is_better=True,
             note=f"pipeline('translation'), {num_sentences} Multi30k test sentences, batch {args.batch_size}, "
-                 f"num_beams={beams}, max_new_tokens={args.max_new_tokens}"
-                 + (" = min_new_tokens" if args.fixed_length else "")
-                 + f"; mean generated tokens (first batch) {result['mean_generated_tokens_first_batch']}",
-        )  # fmt: skip
+            f"num_beams={beams}, max_new_tokens={args.max_new_tokens}"
+            + (" = min_new_tokens" if args.fixed_length else "")
+            + f"; mean generated tokens (first batch) {result['mean_generated_tokens_first_batch']}",
+        )
     return metrics
 
 
 def _training_metrics(args: BenchmarkArguments, training: dict[str, Any]) -> dict[str, Any]:
     return {
         "train_step_seconds": _metric(
-            "s", training["supermask"]["median_step_seconds"], training["marian"]["median_step_seconds"],
+            "s",
+            training["supermask"]["median_step_seconds"],
+            training["marian"]["median_step_seconds"],
             goal="ratio <= 1.3",
             note=f"Seq2SeqTrainer, batch {args.train_batch_size} real train pairs, median of {args.train_steps} steps "
-                 f"after {args.warmup_steps} warm-up steps, per run; median over runs",
+            f"after {args.warmup_steps} warm-up steps, per run; median over runs",
         ),
         "train_peak_rss_mb": _metric(
-            "MB", training["supermask"]["peak_rss_mb"], training["marian"]["peak_rss_mb"], goal="ratio <= 1.2",
-            note="peak RSS of the whole training process (VmHWM), imports and data included" if not args.in_process else
-                 "peak RSS (VmHWM) of this process while training (--in_process: reset before, so only indicative)",
+            "MB",
+            training["supermask"]["peak_rss_mb"],
+            training["marian"]["peak_rss_mb"],
+            goal="ratio <= 1.2",
+            note="peak RSS of the whole training process (VmHWM), imports and data included"
+            if not args.in_process
+            else "peak RSS (VmHWM) of this process while training (--in_process: reset before, so only indicative)",
         ),
         "train_peak_rss_above_baseline_mb": _metric(
-            "MB", training["supermask"]["peak_rss_above_baseline_mb"], training["marian"]["peak_rss_above_baseline_mb"],
+            "MB",
+            training["supermask"]["peak_rss_above_baseline_mb"],
+            training["marian"]["peak_rss_above_baseline_mb"],
             note="peak RSS minus the RSS just before the model is built (model, gradients, optimizer, activations)",
         ),
-    }  # fmt: skip
+    }
 
 
 def _regeneration_metrics(regeneration: dict[str, Any]) -> dict[str, Any]:
     megabytes = regeneration["random_weights_megabytes"]
     return {
         "regeneration_megabytes_per_second": _metric(
-            "MB/s", [megabytes / s for s in regeneration["generate_seconds"]],
+            "MB/s",
+            [megabytes / s for s in regeneration["generate_seconds"]],
             note=f"generate_weight() for every random tensor ({megabytes:.1f} MB of float32)",
         ),
         "regenerate_megabytes_per_second": _metric(
-            "MB/s", [megabytes / s for s in regeneration["regenerate_seconds"]],
+            "MB/s",
+            [megabytes / s for s in regeneration["regenerate_seconds"]],
             note="SupermaskRandomWeights.regenerate(): generation + fingerprint + copy into the buffers",
         ),
         "fingerprint_seconds": _metric(
             "s", regeneration["fingerprint_seconds"], note="sha256 of the float32 random weights (weights_sha256)"
         ),
         "regenerate_seconds": _metric("s", regeneration["regenerate_seconds"]),
-    }  # fmt: skip
+    }
 
 
 def run_benchmark(args: BenchmarkArguments, command: str | None = None, log=print) -> dict[str, Any]:
@@ -865,7 +935,8 @@ def format_markdown(results: dict[str, Any]) -> str:
         "",
         f"Command: `{results.get('command')}`",
         "",
-        f"Machine: {machine['cpu_model']}, {machine['cpus_available']} CPUs available, {machine['torch_threads']} torch "
+        f"Machine: {machine['cpu_model']}, {machine['cpus_available']} CPUs available, "
+        f"{machine['torch_threads']} torch "
         f"threads, {machine['memory_gb']} GB; torch {machine['torch']}, transformers {machine['transformers']}, numpy "
         f"{machine['numpy']}, Python {machine['python']}. Load average at start {machine['load_average_at_start']}, "
         f"at end {machine.get('load_average_at_end')} (the machine is shared: timings are noisy).",
@@ -874,14 +945,19 @@ def format_markdown(results: dict[str, Any]) -> str:
         "the two models alternating (A B, B A, ...); ratio = supermask / marian, the ratio of the two medians (goals "
         "are judged on it); paired ratio = the median of the per-repetition ratios (each repetition runs the two "
         "models back to back, so this one cancels slow changes of the machine's load). The Marian model is "
-        "`export_dense()` of the supermask model: a stock `MarianMTModel` of the same shape computing the same function.",
+        "`export_dense()` of the supermask model: a stock `MarianMTModel` of the same shape computing the same "
+        "function.",
         "",
         f"Translation lengths: {results['translation_length_note']}",
         "",
     ]
     for shape in results["shapes"]:
-        lines += [f"## {shape['name']}", "", "| metric | supermask | marian | ratio | paired ratio | goal | met |",
-                  "|---|---:|---:|---:|---:|---|---|"]  # fmt: skip
+        lines += [
+            f"## {shape['name']}",
+            "",
+            "| metric | supermask | marian | ratio | paired ratio | goal | met |",
+            "|---|---:|---:|---:|---:|---|---|",
+        ]
         for name, entry in shape["metrics"].items():
             unit = entry["unit"]
             marian = _format_number(entry["marian"], unit) if "marian" in entry else ""
@@ -895,7 +971,8 @@ def format_markdown(results: dict[str, Any]) -> str:
         sizes = shape["sizes"]
         lines += [
             "",
-            f"Weights-only ratio {sizes['weights_file_bytes']['supermask'] / sizes['weights_file_bytes']['marian']:.4f} "
+            "Weights-only ratio "
+            f"{sizes['weights_file_bytes']['supermask'] / sizes['weights_file_bytes']['marian']:.4f} "
             f"(1/{sizes['weights_file_bytes']['marian'] / sizes['weights_file_bytes']['supermask']:.1f}); whole-folder "
             f"ratio {sizes['folder_bytes']['supermask'] / sizes['folder_bytes']['marian']:.4f} "
             f"(1/{sizes['folder_bytes']['marian'] / sizes['folder_bytes']['supermask']:.1f}).",

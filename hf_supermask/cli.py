@@ -84,9 +84,11 @@ def main(argv: list[str] | None = None) -> None:
     translate.add_argument("--batch_size", type=_positive_int, default=32)
     translate.add_argument("--revision", default=None, help="Hub revision (pin a commit hash).")
     translate.add_argument(
-        "--backend", choices=("pytorch", "ctranslate2"), default="pytorch",
+        "--backend",
+        choices=("pytorch", "ctranslate2"),
+        default="pytorch",
         help="pytorch: pipeline('translation'); ctranslate2: a folder written by export-ctranslate2.",
-    )  # fmt: skip
+    )
 
     export = commands.add_parser("export-dense", help="Fold masks into a stock MarianMTModel folder.")
     export.add_argument("checkpoint", help="Supermask checkpoint folder or Hub id.")

@@ -45,7 +45,7 @@ def _no_data_error(looked_up: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"No parallel data found: looked up {looked_up}. Pass `--data_dir PATH` to a folder of `split.lang` text "
         "files (e.g. train.en/train.de, val.en/val.de, test_2016_flickr.en/test_2016_flickr.de), or "
-        "`--train_file/--validation_file` jsonlines files with one {\"translation\": {...}} object per line, or "
+        '`--train_file/--validation_file` jsonlines files with one {"translation": {...}} object per line, or '
         "(online) `--dataset_name bentrevett/multi30k`."
     )
 
@@ -107,7 +107,11 @@ def _load_from_data_dir(
                 "translate line N of the other."
             )
         splits[split] = _pairs_dataset(
-            sources, targets, source_lang, target_lang, origin=f"{source_file.name} and {target_file.name} in {data_dir}"
+            sources,
+            targets,
+            source_lang,
+            target_lang,
+            origin=f"{source_file.name} and {target_file.name} in {data_dir}",
         )
 
     if not splits:
@@ -374,8 +378,9 @@ def make_preprocess_function(
     return preprocess_function
 
 
-def length_bucketed_order(lengths: list[int], batch_size: int, examples: int, seed: int,
-                          batches_per_bucket: int = 50) -> list[int]:  # fmt: skip
+def length_bucketed_order(
+    lengths: list[int], batch_size: int, examples: int, seed: int, batches_per_bucket: int = 50
+) -> list[int]:
     """An order of training examples (indices into `lengths`, as many epochs as `examples` needs) in which every run of
     `batch_size` consecutive examples has similar lengths, and the batches come in random order.
 

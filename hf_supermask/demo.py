@@ -43,7 +43,9 @@ class DemoArguments:
     threads: int = field(default=2, metadata={"help": "torch threads."})
     dense_reference: str | None = field(
         default=str(DENSE_REFERENCE) if DENSE_REFERENCE.exists() else None,
-        metadata={"help": "A BLEU-study row JSON of the dense model to compare with (default: the study's, if present)."},
+        metadata={
+            "help": "A BLEU-study row JSON of the dense model to compare with (default: the study's, if present)."
+        },
     )
 
 
@@ -57,8 +59,11 @@ class PrintValidationBleu(TrainerCallback):
         if metrics and "eval_bleu" in metrics and (not self.curve or self.curve[-1][0] != state.global_step):
             # (the evaluation after training repeats the last update's when it falls on an eval step)
             self.curve.append((state.global_step, metrics["eval_bleu"]))
-            print(f"\n  update {state.global_step:4d}: validation BLEU {metrics['eval_bleu']:.2f} (greedy, "
-                  f"{args.eval_steps and 'every ' + str(args.eval_steps) + ' updates'})", flush=True)  # fmt: skip
+            print(
+                f"\n  update {state.global_step:4d}: validation BLEU {metrics['eval_bleu']:.2f} (greedy, "
+                f"{args.eval_steps and 'every ' + str(args.eval_steps) + ' updates'})",
+                flush=True,
+            )
 
 
 def use_found_masks(args: DemoArguments) -> dict[str, Any]:
@@ -66,28 +71,36 @@ def use_found_masks(args: DemoArguments) -> dict[str, Any]:
     from transformers import pipeline
 
     from .data import load_translation_dataset, select_max_samples
+    from .files import folder_bytes
     from .metrics import load_translation_metric
     from .study import translate_and_score
-    from .files import folder_bytes
     from .training import dense_fp32_weights_bytes
 
-    raw = select_max_samples(load_translation_dataset("en", "de", data_dir=args.data_dir), None, None,
-                             args.max_test_samples)  # fmt: skip
+    raw = select_max_samples(
+        load_translation_dataset("en", "de", data_dir=args.data_dir), None, None, args.max_test_samples
+    )
     started = time.perf_counter()
     translator = pipeline("translation", model=args.model, device="cpu")
     load_seconds = time.perf_counter() - started
     model = translator.model
-    decoding = {k: v for k, v in model.generation_config.to_diff_dict().items()
-                if k in ("num_beams", "no_repeat_ngram_size", "length_penalty")}  # fmt: skip
-    print(f"Loaded {args.model} in {load_seconds:.2f} s: seed {model.config.seed}, density {model.config.density}, "
-          f"decoding {decoding}")  # fmt: skip
+    decoding = {
+        k: v
+        for k, v in model.generation_config.to_diff_dict().items()
+        if k in ("num_beams", "no_repeat_ngram_size", "length_penalty")
+    }
+    print(
+        f"Loaded {args.model} in {load_seconds:.2f} s: seed {model.config.seed}, density {model.config.density}, "
+        f"decoding {decoding}"
+    )
     started = time.perf_counter()
     scores = translate_and_score(translator, raw["test"], decoding.get("num_beams", 1), {}, load_translation_metric())
     translate_seconds = time.perf_counter() - started
     examples = raw["test"].select(range(min(args.num_examples, len(raw["test"]))))["translation"]
     for example, output in zip(examples, translator([e["en"] for e in examples])):
-        print(f"\n  source:      {example['en']}\n  reference:   {example['de']}\n  translation: "
-              f"{output['translation_text']}")  # fmt: skip
+        print(
+            f"\n  source:      {example['en']}\n  reference:   {example['de']}\n  translation: "
+            f"{output['translation_text']}"
+        )
     folder = Path(args.model)
     return {
         "test_bleu": scores["bleu"],
@@ -109,51 +122,110 @@ def find_masks(args: DemoArguments, shipped_config) -> dict[str, Any]:
 
     # The shipped model's defining fields but its identity (seed, fingerprints, embedding source): same shape, sharing,
     # density and initialisation, a new draw.
-    identity = {"vocab_size", "seed", "generator_version", "weights_sha256", "masks_sha256", "embedding_sha256",
-                "embedding_source"}  # fmt: skip
+    identity = {
+        "vocab_size",
+        "seed",
+        "generator_version",
+        "weights_sha256",
+        "masks_sha256",
+        "embedding_sha256",
+        "embedding_source",
+    }
     shape = {k: v for k, v in architecture_summary(shipped_config).items() if k not in identity}
     shape["dropout"] = shipped_config.dropout  # a training setting of its recipe, kept in its config
     flags = [
-        "--output_dir", args.output_dir, "--overwrite_output_dir", "--model_type", "supermask",
-        "--tokenizer_name", args.model, "--config_overrides", ",".join(f"{k}={v}" for k, v in shape.items()),
-        "--max_steps", str(args.train_steps), "--per_device_train_batch_size", "64",
-        "--per_device_eval_batch_size", "64", "--learning_rate", "2e-3", "--warmup_steps", str(args.train_steps // 10),
-        "--do_train", "--do_eval", "--predict_with_generate", "--eval_strategy", "steps",
-        "--eval_steps", str(args.eval_steps), "--save_strategy", "no", "--logging_steps", str(args.eval_steps),
-        "--max_eval_samples", "200", "--max_source_length", "64", "--max_target_length", "64", "--seed", "42",
-        "--report_to", "none", "--num_examples", "0", "--num_beams", "1",
-    ]  # fmt: skip
+        "--output_dir",
+        args.output_dir,
+        "--overwrite_output_dir",
+        "--model_type",
+        "supermask",
+        "--tokenizer_name",
+        args.model,
+        "--config_overrides",
+        ",".join(f"{k}={v}" for k, v in shape.items()),
+        "--max_steps",
+        str(args.train_steps),
+        "--per_device_train_batch_size",
+        "64",
+        "--per_device_eval_batch_size",
+        "64",
+        "--learning_rate",
+        "2e-3",
+        "--warmup_steps",
+        str(args.train_steps // 10),
+        "--do_train",
+        "--do_eval",
+        "--predict_with_generate",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        str(args.eval_steps),
+        "--save_strategy",
+        "no",
+        "--logging_steps",
+        str(args.eval_steps),
+        "--max_eval_samples",
+        "200",
+        "--max_source_length",
+        "64",
+        "--max_target_length",
+        "64",
+        "--seed",
+        "42",
+        "--report_to",
+        "none",
+        "--num_examples",
+        "0",
+        "--num_beams",
+        "1",
+    ]
     if args.data_dir:
         flags += ["--data_dir", args.data_dir]
     printer = PrintValidationBleu()
     started = time.perf_counter()
     results = run_translation(*parse_args(flags), callbacks=[printer])
-    return {"curve": printer.curve, "train_seconds": time.perf_counter() - started,
-            "weights_bytes": results.get("checkpoint_weights_bytes")}  # fmt: skip
+    return {
+        "curve": printer.curve,
+        "train_seconds": time.perf_counter() - started,
+        "weights_bytes": results.get("checkpoint_weights_bytes"),
+    }
 
 
 def format_summary(used: dict[str, Any], found: dict[str, Any] | None) -> str:
     mib = lambda n: f"{n / 2**20:.2f} MiB"  # noqa: E731
-    lines = ["", "=" * 78, "Using found masks (the shipped model, test_2016_flickr)",
-             f"  test BLEU {used['test_bleu']:.2f}  chrF {used['test_chrf']:.2f}  on {used['test_sentences']} "
-             f"sentences  ({used['bleu_signature']})"]  # fmt: skip
+    lines = [
+        "",
+        "=" * 78,
+        "Using found masks (the shipped model, test_2016_flickr)",
+        f"  test BLEU {used['test_bleu']:.2f}  chrF {used['test_chrf']:.2f}  on {used['test_sentences']} "
+        f"sentences  ({used['bleu_signature']})",
+    ]
     if used["weights_bytes"]:
-        lines.append(f"  weights file {mib(used['weights_bytes'])} vs {mib(used['dense_fp32_weights_bytes'])} for the "
-                     f"dense fp32 model of the same shape ({used['dense_fp32_weights_bytes'] / used['weights_bytes']:.1f}x "
-                     "smaller)")  # fmt: skip
+        lines.append(
+            f"  weights file {mib(used['weights_bytes'])} vs {mib(used['dense_fp32_weights_bytes'])} for the "
+            f"dense fp32 model of the same shape ({used['dense_fp32_weights_bytes'] / used['weights_bytes']:.1f}x "
+            "smaller)"
+        )
     if used.get("dense_reference"):
         dense = used["dense_reference"]
-        lines.append(f"  the dense MarianMTModel of the same shape, data and budget: test BLEU {dense['test_bleu']:.2f} "
-                     f"on all of test_2016_flickr (this model on the sentences above: {used['test_bleu'] / dense['test_bleu']:.2f}x; "
-                     "the BLEU study)")  # fmt: skip
-    lines.append(f"  load {used['load_seconds']:.2f} s, translation {used['sentences_per_second']:.1f} sentences/s "
-                 f"({used['decoding']})")  # fmt: skip
+        lines.append(
+            f"  the dense MarianMTModel of the same shape, data and budget: test BLEU {dense['test_bleu']:.2f} "
+            "on all of test_2016_flickr (this model on the sentences above: "
+            f"{used['test_bleu'] / dense['test_bleu']:.2f}x; "
+            "the BLEU study)"
+        )
+    lines.append(
+        f"  load {used['load_seconds']:.2f} s, translation {used['sentences_per_second']:.1f} sentences/s "
+        f"({used['decoding']})"
+    )
     if found is not None:
         curve = ", ".join(f"{step}: {bleu:.2f}" for step, bleu in found["curve"])
-        lines += ["Finding masks (a fresh model of the same shape, a few minutes of training)",
-                  f"  validation BLEU by update (greedy, 200 pairs): {curve}",
-                  f"  {found['train_seconds'] / 60:.1f} min; the shipped model is the same recipe run longer (its card "
-                  "gives the budget and the command)"]  # fmt: skip
+        lines += [
+            "Finding masks (a fresh model of the same shape, a few minutes of training)",
+            f"  validation BLEU by update (greedy, 200 pairs): {curve}",
+            f"  {found['train_seconds'] / 60:.1f} min; the shipped model is the same recipe run longer (its card "
+            "gives the budget and the command)",
+        ]
     lines.append("=" * 78)
     return "\n".join(lines)
 

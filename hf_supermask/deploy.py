@@ -35,12 +35,17 @@ class CTranslate2Translator:
         from transformers import AutoTokenizer, GenerationConfig
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
-        self.translator = ctranslate2.Translator(str(model_dir), device="cpu", compute_type=compute_type,
-                                                 intra_threads=threads)  # fmt: skip
+        self.translator = ctranslate2.Translator(
+            str(model_dir), device="cpu", compute_type=compute_type, intra_threads=threads
+        )
         try:
             saved = GenerationConfig.from_pretrained(model_dir)
-            self.defaults = {"num_beams": saved.num_beams, "no_repeat_ngram_size": saved.no_repeat_ngram_size,
-                             "length_penalty": saved.length_penalty, "max_length": saved.max_length}  # fmt: skip
+            self.defaults = {
+                "num_beams": saved.num_beams,
+                "no_repeat_ngram_size": saved.no_repeat_ngram_size,
+                "length_penalty": saved.length_penalty,
+                "max_length": saved.max_length,
+            }
         except OSError:
             self.defaults = {}
 
@@ -64,9 +69,17 @@ class CTranslate2Translator:
         ]
 
 
-def benchmark_backends(model_dir: str | os.PathLike, work_dir: str | os.PathLike, data_dir: str | None = None,
-                       num_sentences: int | None = None, beams: tuple[int, ...] = (1, 5), repetitions: int = 2,
-                       threads: int = 1, batch_size: int = 32, log=print) -> dict[str, Any]:  # fmt: skip
+def benchmark_backends(
+    model_dir: str | os.PathLike,
+    work_dir: str | os.PathLike,
+    data_dir: str | None = None,
+    num_sentences: int | None = None,
+    beams: tuple[int, ...] = (1, 5),
+    repetitions: int = 2,
+    threads: int = 1,
+    batch_size: int = 32,
+    log=print,
+) -> dict[str, Any]:
     """Sentences per second and BLEU on test_2016_flickr of the PyTorch pipeline, CTranslate2 float32 and
     CTranslate2 int8, side by side in one run (the backends alternate, in reversed order every other repetition;
     medians of the repetitions). Decoding: the model's saved settings, with `num_beams` from `beams`."""
@@ -88,8 +101,11 @@ def benchmark_backends(model_dir: str | os.PathLike, work_dir: str | os.PathLike
     sources = [p["translation"]["en"] for p in pairs]
     references = [p["translation"]["de"] for p in pairs]
     saved = GenerationConfig.from_pretrained(model_dir)
-    settings = {"no_repeat_ngram_size": saved.no_repeat_ngram_size or 0, "length_penalty": saved.length_penalty or 1.0,
-                "max_new_tokens": min(saved.max_length or 64, 64)}  # fmt: skip
+    settings = {
+        "no_repeat_ngram_size": saved.no_repeat_ngram_size or 0,
+        "length_penalty": saved.length_penalty or 1.0,
+        "max_new_tokens": min(saved.max_length or 64, 64),
+    }
     backends = {"pytorch": pipeline("translation", model=str(model_dir), device="cpu")}
     for quantization in ("float32", "int8"):
         folder = export_ctranslate2_folder(model_dir, f"{work_dir}/ct2-{quantization}", quantization, overwrite=True)
@@ -103,8 +119,13 @@ def benchmark_backends(model_dir: str | os.PathLike, work_dir: str | os.PathLike
         return backends[name](sources, batch_size=batch_size, num_beams=beams_, **settings)
 
     metric = load_translation_metric()
-    results: dict[str, Any] = {"model": str(model_dir), "sentences": len(sources), "threads": threads,
-                               "settings": settings, "rows": {}}  # fmt: skip
+    results: dict[str, Any] = {
+        "model": str(model_dir),
+        "sentences": len(sources),
+        "threads": threads,
+        "settings": settings,
+        "rows": {},
+    }
     for beams_ in beams:
         seconds: dict[str, list[float]] = {name: [] for name in backends}
         for repetition in range(repetitions):
@@ -120,18 +141,26 @@ def benchmark_backends(model_dir: str | os.PathLike, work_dir: str | os.PathLike
             row = results["rows"][f"{name}_beam{beams_}"]
             row["seconds"] = sorted(seconds[name])[len(seconds[name]) // 2]
             row["sentences_per_second"] = len(sources) / row["seconds"]
-            row["speedup"] = row["sentences_per_second"] / results["rows"][f"pytorch_beam{beams_}"]["sentences_per_second"]
+            row["speedup"] = (
+                row["sentences_per_second"] / results["rows"][f"pytorch_beam{beams_}"]["sentences_per_second"]
+            )
             log(f"{name} beam {beams_}: {row['sentences_per_second']:.1f} sentences/s, BLEU {row['bleu']:.2f}")
     return results
 
 
 def backends_table(results: dict[str, Any]) -> str:
     """The markdown table of `benchmark_backends`."""
-    lines = [f"{results['sentences']} test_2016_flickr sentences, {results['threads']} thread(s), decoding "
-             f"{results['settings']}:", "",
-             "| backend | beams | sentences/s | × PyTorch | BLEU | chrF |", "|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        f"{results['sentences']} test_2016_flickr sentences, {results['threads']} thread(s), decoding "
+        f"{results['settings']}:",
+        "",
+        "| backend | beams | sentences/s | × PyTorch | BLEU | chrF |",
+        "|---|---|---|---|---|---|",
+    ]
     for key, row in results["rows"].items():
         name, beams = key.rsplit("_beam", 1)
-        lines.append(f"| {name} | {beams} | {row['sentences_per_second']:.1f} | {row['speedup']:.2f} | "
-                     f"{row['bleu']:.2f} | {row['chrf']:.2f} |")  # fmt: skip
+        lines.append(
+            f"| {name} | {beams} | {row['sentences_per_second']:.1f} | {row['speedup']:.2f} | "
+            f"{row['bleu']:.2f} | {row['chrf']:.2f} |"
+        )
     return "\n".join(lines)

@@ -46,10 +46,12 @@ SHIPPED_DIRECTIONS = Path(__file__).resolve().parent / "pretrained" / "supermask
 @dataclass
 class DirectionsArguments:
     directions: str = field(
-        default="en-de,de-en,en-fr,en-cs", metadata={"help": "Directions whose masks are found, `src-tgt`, comma-separated."}
+        default="en-de,de-en,en-fr,en-cs",
+        metadata={"help": "Directions whose masks are found, `src-tgt`, comma-separated."},
     )
     dense_directions: str = field(
-        default="de-en,en-fr", metadata={"help": "Directions that also get a dense Marian of the same shape (the ratio)."}
+        default="de-en,en-fr",
+        metadata={"help": "Directions that also get a dense Marian of the same shape (the ratio)."},
     )
     languages: str = field(default="en,de,fr,cs", metadata={"help": "Languages of the joint tokenizer."})
     vocab_size: int = field(default=10000, metadata={"help": "Joint BPE vocabulary over all --languages."})
@@ -66,17 +68,21 @@ class DirectionsArguments:
     results_dir: str = field(default="benchmarks/directions", metadata={"help": "JSONs, table, figure (committed)."})
     models_dir: str = field(
         default=str(SHIPPED_DIRECTIONS),
-        metadata={"help": "Where each finished direction's mask-only model (masks, config, tokenizer, card; about "
-                  "1.7 MB) is copied as `<models_dir>/<direction>/`: committed and shipped with the package, so the "
-                  "analysis, the mask-set benchmark and users need no retraining."},
-    )  # fmt: skip
+        metadata={
+            "help": "Where each finished direction's mask-only model (masks, config, tokenizer, card; about "
+            "1.7 MB) is copied as `<models_dir>/<direction>/`: committed and shipped with the package, so the "
+            "analysis, the mask-set benchmark and users need no retraining."
+        },
+    )
     data_dir: str | None = field(default=None, metadata={"help": "Folder of split.lang files (default: Multi30k)."})
     threads: int = field(default=1, metadata={"help": "torch threads (run two processes side by side with 1 each)."})
     combinations: str = field(
         default="en-de+en-fr,en-fr+en-de",
-        metadata={"help": "Non-target combinations `encoder_direction+decoder_direction` to translate the test set "
-                  "with (the encoder direction's source language in, scored against both target languages)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Non-target combinations `encoder_direction+decoder_direction` to translate the test set "
+            "with (the encoder direction's source language in, scored against both target languages)."
+        },
+    )
     report_only: bool = field(default=False, metadata={"help": "Rebuild the report from finished runs; train nothing."})
     smoke: bool = field(default=False, metadata={"help": "Tiny shape, a few steps: checks the pipeline only."})
 
@@ -88,7 +94,9 @@ def _split(text: str) -> list[str]:
 def direction_languages(direction: str) -> tuple[str, str]:
     source, sep, target = direction.partition("-")
     if not sep or not source or not target or source == target:
-        raise ValueError(f"A direction is `source-target` with two different language ids, e.g. 'en-fr'; got {direction!r}.")
+        raise ValueError(
+            f"A direction is `source-target` with two different language ids, e.g. 'en-fr'; got {direction!r}."
+        )
     return source, target
 
 
@@ -121,10 +129,17 @@ def ship_direction(args: DirectionsArguments, direction: str) -> Path | None:
     if (destination / "config.json").exists() or _finished(args, direction, "supermask") is None:
         return None
     if not (Path(args.output_dir) / direction / "supermask" / "model.safetensors").exists():
-        logger.warning("Direction %s finished, but its checkpoint is not in %s: not shipped.", direction, args.output_dir)
+        logger.warning(
+            "Direction %s finished, but its checkpoint is not in %s: not shipped.", direction, args.output_dir
+        )
         return None
-    return ship_row(Path(args.results_dir) / direction, Path(args.output_dir) / direction, "supermask", destination,
-                    model_name=f"supermask-multi30k-{direction}")
+    return ship_row(
+        Path(args.results_dir) / direction,
+        Path(args.output_dir) / direction,
+        "supermask",
+        destination,
+        model_name=f"supermask-multi30k-{direction}",
+    )
 
 
 def _finished(args: DirectionsArguments, direction: str, row: str) -> dict[str, Any] | None:
@@ -133,20 +148,27 @@ def _finished(args: DirectionsArguments, direction: str, row: str) -> dict[str, 
 
 
 def direction_table(args: DirectionsArguments) -> list[str]:
-    lines = ["| direction | supermask test BLEU | chrF | mask-only weights file | dense test BLEU | dense weights file "
-             "| BLEU / dense |", "|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "| direction | supermask test BLEU | chrF | mask-only weights file | dense test BLEU | dense weights file "
+        "| BLEU / dense |",
+        "|---|---|---|---|---|---|---|",
+    ]
     mib = lambda n: f"{n / 2**20:.2f} MiB"  # noqa: E731
     for direction in _split(args.directions):
         masks, dense = _finished(args, direction, "supermask"), _finished(args, direction, "dense")
         if masks is None:
             continue
         if dense:
-            dense_cells = (f"{dense['test_bleu']:.2f} | {mib(dense['checkpoint_weights_bytes'])} | "
-                           f"{masks['test_bleu'] / dense['test_bleu']:.2f}")  # fmt: skip
+            dense_cells = (
+                f"{dense['test_bleu']:.2f} | {mib(dense['checkpoint_weights_bytes'])} | "
+                f"{masks['test_bleu'] / dense['test_bleu']:.2f}"
+            )
         else:
             dense_cells = "not trained | | n/a"
-        lines.append(f"| {direction} | {masks['test_bleu']:.2f} | {masks['test_chrf']:.2f} | "
-                     f"{mib(masks['checkpoint_weights_bytes'])} | {dense_cells} |")  # fmt: skip
+        lines.append(
+            f"| {direction} | {masks['test_bleu']:.2f} | {masks['test_chrf']:.2f} | "
+            f"{mib(masks['checkpoint_weights_bytes'])} | {dense_cells} |"
+        )
     return lines
 
 
@@ -176,8 +198,10 @@ def _combination_scores(args: DirectionsArguments, models: dict[str, Any], combi
             sources = [p["translation"][source] for p in test]
             outputs = [o["translation_text"] for o in translator(sources, batch_size=32, num_beams=5)]
         scores = metric.compute(predictions=outputs, references=[p["translation"][reference_lang] for p in test])
-        lines.append(f"| {source} in; encoder {encoder_direction}, decoder {decoder_direction} | {reference_lang} "
-                     f"| {scores['bleu']:.2f} | {scores['chrf']:.2f} | {outputs[0]!r} |")  # fmt: skip
+        lines.append(
+            f"| {source} in; encoder {encoder_direction}, decoder {decoder_direction} | {reference_lang} "
+            f"| {scores['bleu']:.2f} | {scores['chrf']:.2f} | {outputs[0]!r} |"
+        )
     return lines
 
 
@@ -191,30 +215,50 @@ def analysis(args: DirectionsArguments) -> list[str]:
     missing = [d for d, folder in folders.items() if not (folder / "config.json").exists()]
     notes = []
     if missing:
-        notes = ["", f"Finished without a model in {os.path.relpath(args.models_dir)} (so not analysed below): {', '.join(missing)}. "
-                 "A finished run is copied there from its --output_dir; to recreate one, run that direction again "
-                 "with another --results_dir (runs are deterministic on one machine)."]  # fmt: skip
+        notes = [
+            "",
+            f"Finished without a model in {os.path.relpath(args.models_dir)} (so not analysed below): "
+            f"{', '.join(missing)}. "
+            "A finished run is copied there from its --output_dir; to recreate one, run that direction again "
+            "with another --results_dir (runs are deterministic on one machine).",
+        ]
         logger.warning(notes[-1])
     models = {d: AutoModelForSeq2SeqLM.from_pretrained(f).eval() for d, f in folders.items() if d not in missing}
     if len(models) < 2:
         return notes
     overlaps = {f"{a} / {b}": mask_overlap(models[a], models[b]) for a, b in itertools.combinations(models, 2)}
     plot_overlaps(overlaps, Path(args.results_dir) / "mask_overlap.png")
-    lines = [*notes, "", "Overlap of the directions' masks (fraction of kept positions in common; chance = density):", "",
-             overlap_table(overlaps)]  # fmt: skip
+    lines = [
+        *notes,
+        "",
+        "Overlap of the directions' masks (fraction of kept positions in common; chance = density):",
+        "",
+        overlap_table(overlaps),
+    ]
     combined = [line for c in _split(args.combinations) for line in _combination_scores(args, models, c)]
     if combined:
-        lines += ["", "Non-target combinations on test_2016_flickr (beam 5):", "",
-                  "| masks | scored against | BLEU | chrF | first output |", "|---|---|---|---|---|", *combined]  # fmt: skip
+        lines += [
+            "",
+            "Non-target combinations on test_2016_flickr (beam 5):",
+            "",
+            "| masks | scored against | BLEU | chrF | first output |",
+            "|---|---|---|---|---|",
+            *combined,
+        ]
     return lines
 
 
 def write_report(args: DirectionsArguments) -> str:
     results_dir = Path(args.results_dir)
     results_dir.mkdir(parents=True, exist_ok=True)
-    lines = [f"Multi30k, test_2016_flickr; every direction over one seed, shape and {args.vocab_size}-entry tokenizer "
-             f"({args.languages}); {args.max_steps} updates each; supermask recipe `{args.recipe}`, dense recipe `{args.dense_recipe}`.", "",
-             *direction_table(args), *analysis(args)]  # fmt: skip
+    lines = [
+        f"Multi30k, test_2016_flickr; every direction over one seed, shape and {args.vocab_size}-entry tokenizer "
+        f"({args.languages}); {args.max_steps} updates each; supermask recipe `{args.recipe}`, "
+        f"dense recipe `{args.dense_recipe}`.",
+        "",
+        *direction_table(args),
+        *analysis(args),
+    ]
     table = "\n".join(lines)
     (results_dir / "results.md").write_text(table + "\n")
     return table

@@ -75,7 +75,9 @@ def export_ctranslate2_folder(
         dense.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(checkpoint, **load_kwargs).save_pretrained(tmp)
         # The folder was checked (new, empty or emptied) above; the converter wants to create it itself.
-        ctranslate2.converters.TransformersConverter(tmp).convert(str(output_dir), quantization=quantization, force=True)
+        ctranslate2.converters.TransformersConverter(tmp).convert(
+            str(output_dir), quantization=quantization, force=True
+        )
         for name in os.listdir(tmp):
             if name.startswith("tokenizer") or name in ("special_tokens_map.json", "generation_config.json"):
                 shutil.copyfile(Path(tmp) / name, output_dir / name)

@@ -211,7 +211,6 @@ def check_model_location(name: str, what: str = "model") -> None:
         ) from None
 
 
-
 @contextmanager
 def loading(name: str) -> Iterator[None]:
     """Around loading the model `name`: when it is no folder here it went to the Hub, so say that, since the Hub's

@@ -25,8 +25,9 @@ def output_logit_statistics(model_dir: str | os.PathLike, pairs, max_pairs: int 
     rows = [p["translation"] for p in pairs][:max_pairs]
     batch = tokenizer([r["en"] for r in rows], text_target=[r["de"] for r in rows], padding=True, return_tensors="pt")
     labels = batch["labels"].masked_fill(batch["labels"] == tokenizer.pad_token_id, -100)
-    outputs = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-                    output_hidden_states=True)  # fmt: skip
+    outputs = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels, output_hidden_states=True
+    )
     kept = labels != -100
     logits, gold = outputs.logits[kept], labels[kept]
     gold_logits = logits.gather(1, gold[:, None]).squeeze(1)

@@ -23,14 +23,15 @@ from .modeling.binarizers import topk_mask
 
 
 def module_kind(name: str) -> str:
-    """"decoder.encoder_attn.q_proj" for "model.decoder.layers.2.encoder_attn.q_proj", "embedding" for the shared one."""
+    """`decoder.encoder_attn.q_proj` for `model.decoder.layers.2.encoder_attn.q_proj`, `embedding` for the shared
+    one."""
     if name.endswith("shared"):
         return "embedding"
     return re.sub(r"^model\.|layers\.\d+\.", "", name)
 
 
 def module_layer(name: str) -> str:
-    """"encoder 0" for "model.encoder.layers.0.fc1", "embedding" for the shared one."""
+    """ "encoder 0" for "model.encoder.layers.0.fc1", "embedding" for the shared one."""
     match = re.search(r"(encoder|decoder)\.layers\.(\d+)\.", name)
     return f"{match.group(1)} {match.group(2)}" if match else "embedding"
 
@@ -55,7 +56,7 @@ def mask_overlap(first, second) -> dict[str, Any]:
             kept[group] += k
             shared[group] += common
             expected[group] += a_in * b_in / k + (k - a_in) * (k - b_in) / (n - k)
-    pooled = lambda counts, prefix: {g[len(prefix):]: counts[g] / kept[g] for g in kept if g.startswith(prefix)}  # noqa: E731
+    pooled = lambda counts, prefix: {g[len(prefix) :]: counts[g] / kept[g] for g in kept if g.startswith(prefix)}  # noqa: E731
     return {
         "density": first.config.density,
         "per_tensor": per_tensor,
@@ -93,13 +94,19 @@ def overlap_table(overlaps: dict[str, dict[str, Any]]) -> str:
     pairs = list(overlaps)
     first = overlaps[pairs[0]]
     cell = lambda o, section, key: f"{o[section][key]:.3f} ({o['expected_' + section][key]:.3f})"  # noqa: E731
-    lines = ["Each cell: the overlap, and in brackets what the shared initial top-k alone would give.", "",
-             "| | " + " | ".join(pairs) + " |", "|---" * (len(pairs) + 1) + "|",
-             "| chance (= density) | " + " | ".join(f"{o['density']:.2f}" for o in overlaps.values()) + " |",
-             "| all tensors | " + " | ".join(f"{o['all']:.3f} ({o['expected_all']:.3f})" for o in overlaps.values()) + " |"]  # fmt: skip
+    lines = [
+        "Each cell: the overlap, and in brackets what the shared initial top-k alone would give.",
+        "",
+        "| | " + " | ".join(pairs) + " |",
+        "|---" * (len(pairs) + 1) + "|",
+        "| chance (= density) | " + " | ".join(f"{o['density']:.2f}" for o in overlaps.values()) + " |",
+        "| all tensors | " + " | ".join(f"{o['all']:.3f} ({o['expected_all']:.3f})" for o in overlaps.values()) + " |",
+    ]
     for section, label in (("by_kind", "{}"), ("by_layer", "layer: {}")):
         for key in first[section]:
-            lines.append(f"| {label.format(key)} | " + " | ".join(cell(o, section, key) for o in overlaps.values()) + " |")
+            lines.append(
+                f"| {label.format(key)} | " + " | ".join(cell(o, section, key) for o in overlaps.values()) + " |"
+            )
     return "\n".join(lines)
 
 
@@ -116,8 +123,15 @@ def plot_overlaps(overlaps: dict[str, dict[str, Any]], path: str | os.PathLike) 
     for i, (pair, overlap) in enumerate(overlaps.items()):
         positions = [k + i * width for k in range(len(kinds))]
         axes.bar(positions, [overlap["by_kind"][k] for k in kinds], width, label=pair)
-        axes.scatter(positions, [overlap["expected_by_kind"][k] for k in kinds], marker="_", s=60, color="black",
-                     label="from the shared initial top-k alone" if i == 0 else None, zorder=3)  # fmt: skip
+        axes.scatter(
+            positions,
+            [overlap["expected_by_kind"][k] for k in kinds],
+            marker="_",
+            s=60,
+            color="black",
+            label="from the shared initial top-k alone" if i == 0 else None,
+            zorder=3,
+        )
     axes.axhline(next(iter(overlaps.values()))["density"], color="black", linestyle="--", label="chance (density)")
     axes.set_xticks([k + 0.4 - width / 2 for k in range(len(kinds))], kinds, rotation=30, ha="right", fontsize=8)
     axes.set_ylabel("fraction of kept positions in common")

@@ -13,11 +13,11 @@
 # limitations under the License.
 """Model cards (README.md with Hub metadata) for supermask translation checkpoints."""
 
-import os
 import importlib.resources
+import os
 import re
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard_data import eval_results_to_model_index, model_index_to_eval_results
@@ -52,7 +52,7 @@ def _human_bytes(num_bytes: int) -> str:
     raise AssertionError("unreachable")
 
 
-def _signature_args(signature: Optional[str]) -> Optional[dict[str, str]]:
+def _signature_args(signature: str | None) -> dict[str, str] | None:
     # Kept in the model-index so that the score stays reproducible from the metadata alone.
     return {"signature": signature} if signature else None
 
@@ -113,23 +113,23 @@ def validate_model_card_metadata(card: ModelCard) -> dict[str, Any]:
 def build_model_card(
     *,
     model_name: str,
-    output_dir_or_repo_id: Union[str, os.PathLike],
+    output_dir_or_repo_id: str | os.PathLike,
     dataset_name: str = "multi30k",
     dataset_id: str = "bentrevett/multi30k",
     source_lang: str = "en",
     target_lang: str = "de",
-    test_bleu: Optional[float] = None,
-    test_chrf: Optional[float] = None,
-    bleu_signature: Optional[str] = None,
+    test_bleu: float | None = None,
+    test_chrf: float | None = None,
+    bleu_signature: str | None = None,
     hyperparameters: dict,
-    checkpoint_bytes: Optional[int],
-    dense_fp32_bytes: Optional[int],
-    plot_filename: Optional[str],
-    base_config: Optional[dict] = None,
-    bits_per_weight: Optional[float] = None,
+    checkpoint_bytes: int | None,
+    dense_fp32_bytes: int | None,
+    plot_filename: str | None,
+    base_config: dict | None = None,
+    bits_per_weight: float | None = None,
     license: str = "apache-2.0",
-    chrf_signature: Optional[str] = None,
-    revision: Optional[str] = None,
+    chrf_signature: str | None = None,
+    revision: str | None = None,
     **template_kwargs: Any,
 ) -> ModelCard:
     """
@@ -183,9 +183,12 @@ def build_model_card(
         `huggingface_hub.ModelCard`
     """
     eval_results = _eval_results(
-        source_lang, target_lang, dataset_name, dataset_id,
+        source_lang,
+        target_lang,
+        dataset_name,
+        dataset_id,
         {"bleu": (test_bleu, bleu_signature), "chrf": (test_chrf, chrf_signature)},
-    )  # fmt: skip
+    )
     card_data = ModelCardData(
         language=[source_lang, target_lang],
         license=license,
@@ -229,9 +232,12 @@ def build_model_card(
 
 
 def _eval_results(
-    source_lang: str, target_lang: str, dataset_name: str, dataset_id: str,
-    scores: dict[str, tuple[Optional[float], Optional[str]]],
-) -> list[EvalResult]:  # fmt: skip
+    source_lang: str,
+    target_lang: str,
+    dataset_name: str,
+    dataset_id: str,
+    scores: dict[str, tuple[float | None, str | None]],
+) -> list[EvalResult]:
     """One `EvalResult` per test score given (metric -> (value, sacreBLEU signature)), on the test split."""
     names = {"bleu": "BLEU", "chrf": "chrF"}
     return [
@@ -254,12 +260,32 @@ def _eval_results(
 
 # What defines a supermask model, in the order a reader needs it (the card lists these, not all of config.json).
 ARCHITECTURE_FIELDS = (
-    "d_model", "encoder_layers", "decoder_layers", "encoder_attention_heads", "decoder_attention_heads",
-    "encoder_ffn_dim", "decoder_ffn_dim", "activation_function", "vocab_size", "max_position_embeddings",
-    "share_layers", "density", "mask_embedding", "weight_init", "attention_init", "scale_fan", "score_init",
-    "embedding_scale", "output_scale", "embedding_source", "seed", "generator_version", "weights_sha256",
-    "masks_sha256", "embedding_sha256",
-)  # fmt: skip
+    "d_model",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "activation_function",
+    "vocab_size",
+    "max_position_embeddings",
+    "share_layers",
+    "density",
+    "mask_embedding",
+    "weight_init",
+    "attention_init",
+    "scale_fan",
+    "score_init",
+    "embedding_scale",
+    "output_scale",
+    "embedding_source",
+    "seed",
+    "generator_version",
+    "weights_sha256",
+    "masks_sha256",
+    "embedding_sha256",
+)
 
 
 def architecture_summary(config) -> dict[str, Any]:
@@ -269,8 +295,9 @@ def architecture_summary(config) -> dict[str, Any]:
     return {name: values[name] for name in ARCHITECTURE_FIELDS if values.get(name) is not None}
 
 
-def _size_variables(checkpoint_bytes: Optional[int], dense_fp32_bytes: Optional[int],
-                    bits_per_weight: Optional[float] = None) -> dict[str, Optional[str]]:  # fmt: skip
+def _size_variables(
+    checkpoint_bytes: int | None, dense_fp32_bytes: int | None, bits_per_weight: float | None = None
+) -> dict[str, str | None]:
     """The checkpoint's size against the dense fp32 model's, as the card shows them."""
     return {
         "bits_per_weight": f"{bits_per_weight:.3f}" if bits_per_weight else None,
@@ -282,7 +309,7 @@ def _size_variables(checkpoint_bytes: Optional[int], dense_fp32_bytes: Optional[
     }
 
 
-def save_model_card(card: ModelCard, output_dir: Union[str, os.PathLike]) -> Path:
+def save_model_card(card: ModelCard, output_dir: str | os.PathLike) -> Path:
     """
     Write `card` as `README.md` in `output_dir` (created if needed) and return the path.
 

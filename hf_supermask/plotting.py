@@ -16,7 +16,7 @@
 import math
 import os
 from pathlib import Path
-from typing import Literal, Optional, Union
+from typing import Literal
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -51,8 +51,8 @@ def _empty_panel(ax, message: str) -> None:
 
 def plot_training_curves(
     log_history: list[dict],
-    output_path: Union[str, os.PathLike],
-    title: Optional[str] = None,
+    output_path: str | os.PathLike,
+    title: str | None = None,
     x: Literal["step", "time"] = "step",
 ) -> Path:
     """

@@ -47,12 +47,17 @@ class StudyArguments:
     target_lang: str = field(default="de", metadata={"help": "Target language id."})
     tokenizer_languages: str = field(
         default="",
-        metadata={"help": "Languages the joint tokenizer is trained on, comma-separated (default: source and target). "
-                  "Directions that are to share one random embedding need one tokenizer, e.g. 'en,de,fr,cs'."},
-    )  # fmt: skip
+        metadata={
+            "help": "Languages the joint tokenizer is trained on, comma-separated (default: source and target). "
+            "Directions that are to share one random embedding need one tokenizer, e.g. 'en,de,fr,cs'."
+        },
+    )
     tokenizer_dir: str | None = field(
-        default=None, metadata={"help": "Where the joint tokenizer is kept (default: <output_dir>/tokenizer); trained "
-                                "there on the first run, reused after."},  # fmt: skip
+        default=None,
+        metadata={
+            "help": "Where the joint tokenizer is kept (default: <output_dir>/tokenizer); trained "
+            "there on the first run, reused after."
+        },
     )
     shape: str = field(
         default="d_model=256,encoder_layers=3,decoder_layers=3,encoder_ffn_dim=1024,decoder_ffn_dim=1024,"
@@ -64,9 +69,11 @@ class StudyArguments:
     eval_steps: int = field(default=250, metadata={"help": "Validation BLEU every N updates (the curve)."})
     plateau_patience: int = field(
         default=0,
-        metadata={"help": "Stop a row when validation BLEU has not improved over this many evaluations, and keep its "
-                  "best checkpoint (0: run the whole --max_steps budget). The row records `stopped_by`."},
-    )  # fmt: skip
+        metadata={
+            "help": "Stop a row when validation BLEU has not improved over this many evaluations, and keep its "
+            "best checkpoint (0: run the whole --max_steps budget). The row records `stopped_by`."
+        },
+    )
     max_eval_samples: int = field(default=300, metadata={"help": "Validation pairs for the curve (greedy)."})
     max_predict_samples: int | None = field(default=None, metadata={"help": "Test pairs (default: all 1000)."})
     num_beams: int = field(default=5, metadata={"help": "Beams for the reported test scores."})
@@ -74,32 +81,42 @@ class StudyArguments:
     threads: int = field(default=1, metadata={"help": "torch threads (run two rows side by side with 1 each)."})
     lr_candidates: str = field(
         default="",
-        metadata={"help": "Per-row learning rates to probe on validation, e.g. 'dense=5e-4,1e-3;supermask=5e-4,1e-3' "
-                  "(a single rate is used without a probe); rows not named use their default."},
-    )  # fmt: skip
+        metadata={
+            "help": "Per-row learning rates to probe on validation, e.g. 'dense=5e-4,1e-3;supermask=5e-4,1e-3' "
+            "(a single rate is used without a probe); rows not named use their default."
+        },
+    )
     probe_steps: int = field(default=200, metadata={"help": "Updates per learning-rate or lever probe."})
     decoding_candidates: str = field(
         default="no_repeat_ngram_size=0,3;length_penalty=1.0,1.5",
-        metadata={"help": "Decoding settings tried on validation for every row alike (the grid of all "
-                  "combinations, beam `num_beams`); the best validation BLEU decodes the test set and is saved in "
-                  "the row's generation_config.json. Empty: the model's defaults."},
-    )  # fmt: skip
+        metadata={
+            "help": "Decoding settings tried on validation for every row alike (the grid of all "
+            "combinations, beam `num_beams`); the best validation BLEU decodes the test set and is saved in "
+            "the row's generation_config.json. Empty: the model's defaults."
+        },
+    )
     recipe: str = field(
         default="",
-        metadata={"help": "Settings added to every row's recipe, `key=value,...` (config fields or training flags), "
-                  "e.g. 'label_smoothing_factor=0.1,max_grad_norm=0.5'."},
-    )  # fmt: skip
+        metadata={
+            "help": "Settings added to every row's recipe, `key=value,...` (config fields or training flags), "
+            "e.g. 'label_smoothing_factor=0.1,max_grad_norm=0.5'."
+        },
+    )
     row_recipes: str = field(
         default="",
-        metadata={"help": "Per-row settings on top of --recipe, `row:key=value,...;row:...`, e.g. "
-                  "'supermask:output_scale=4;dense:adam_beta2=0.98'."},
-    )  # fmt: skip
+        metadata={
+            "help": "Per-row settings on top of --recipe, `row:key=value,...;row:...`, e.g. "
+            "'supermask:output_scale=4;dense:adam_beta2=0.98'."
+        },
+    )
     levers: str = field(
         default="",
-        metadata={"help": "Probe these changes instead of running full rows: `name:key=value,...;name:...`. Each "
-                  "is run for --probe_steps updates on every row of --rows, next to the unchanged recipe "
-                  "('baseline'), and compared on validation. `learning_rate=...` is a lever too (the probe's rate)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Probe these changes instead of running full rows: `name:key=value,...;name:...`. Each "
+            "is run for --probe_steps updates on every row of --rows, next to the unchanged recipe "
+            "('baseline'), and compared on validation. `learning_rate=...` is a lever too (the probe's rate)."
+        },
+    )
     smoke: bool = field(default=False, metadata={"help": "Tiny shape, a few steps: checks the pipeline only."})
 
 
@@ -154,7 +171,14 @@ def parse_named(text: str) -> dict[str, str]:
 
 def row_recipe(study: StudyArguments, row: str, lever: str = "") -> dict[str, str]:
     """The row's full recipe: shape, row spec, --recipe, --row_recipes, then the lever being probed."""
-    parts = [study.shape, "dropout=0.1", ROWS[row]["recipe"], study.recipe, parse_named(study.row_recipes).get(row, ""), lever]
+    parts = [
+        study.shape,
+        "dropout=0.1",
+        ROWS[row]["recipe"],
+        study.recipe,
+        parse_named(study.row_recipes).get(row, ""),
+        lever,
+    ]
     recipe = {}
     for part in parts:
         recipe.update(parse_settings(part))
@@ -197,7 +221,7 @@ def same_machine(row: dict[str, Any], other: dict[str, Any]) -> bool | None:
     return all(row["machine"].get(k) == other["machine"].get(k) for k in keys)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _git_commit() -> str | None:
     """The commit of the code this process runs: read once, when the study starts (the code is imported then; later
     commits do not change what runs). Uncommitted changes to code files are flagged."""
@@ -205,8 +229,11 @@ def _git_commit() -> str | None:
 
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py", "setup.cfg"],
-                               capture_output=True, text=True)  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py", "setup.cfg"],
+            capture_output=True,
+            text=True,
+        )
         return commit + ("+uncommitted code changes" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -218,24 +245,71 @@ def _last_checkpoint(output_dir: Path) -> str | None:
     return get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
 
 
-def _row_flags(study: StudyArguments, row: str, output_dir: Path, tokenizer_dir: Path, learning_rate: float,
-               max_steps: int, lever: str = "") -> list[str]:  # fmt: skip
+def _row_flags(
+    study: StudyArguments,
+    row: str,
+    output_dir: Path,
+    tokenizer_dir: Path,
+    learning_rate: float,
+    max_steps: int,
+    lever: str = "",
+) -> list[str]:
     """Training-script flags of a row (or of a probe of it); the run saves a checkpoint at every evaluation and
     resumes from the last one when restarted."""
     spec = ROWS[row]
     flags = [
-        "--output_dir", str(output_dir), "--model_type", spec["model_type"], "--tokenizer_name", str(tokenizer_dir),
-        "--source_lang", study.source_lang, "--target_lang", study.target_lang,
-        "--max_steps", str(max_steps),
-        "--per_device_train_batch_size", str(study.batch_size), "--per_device_eval_batch_size", "64",
-        "--learning_rate", str(learning_rate), "--warmup_steps", str(min(100, max_steps // 10)),
-        "--do_train", "--do_eval", "--predict_with_generate", "--eval_strategy", "steps",
-        "--eval_steps", str(min(study.eval_steps, max_steps)), "--save_strategy", "steps",
-        "--save_steps", str(min(study.eval_steps, max_steps)), "--save_total_limit", "1",
-        "--logging_steps", str(max(1, study.eval_steps // 5)), "--max_eval_samples", str(study.max_eval_samples),
-        "--max_source_length", "64", "--max_target_length", "64", "--seed", "42", "--report_to", "none",
-        "--disable_tqdm", "true", "--num_examples", "0", "--num_beams", "1",
-    ]  # fmt: skip
+        "--output_dir",
+        str(output_dir),
+        "--model_type",
+        spec["model_type"],
+        "--tokenizer_name",
+        str(tokenizer_dir),
+        "--source_lang",
+        study.source_lang,
+        "--target_lang",
+        study.target_lang,
+        "--max_steps",
+        str(max_steps),
+        "--per_device_train_batch_size",
+        str(study.batch_size),
+        "--per_device_eval_batch_size",
+        "64",
+        "--learning_rate",
+        str(learning_rate),
+        "--warmup_steps",
+        str(min(100, max_steps // 10)),
+        "--do_train",
+        "--do_eval",
+        "--predict_with_generate",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        str(min(study.eval_steps, max_steps)),
+        "--save_strategy",
+        "steps",
+        "--save_steps",
+        str(min(study.eval_steps, max_steps)),
+        "--save_total_limit",
+        "1",
+        "--logging_steps",
+        str(max(1, study.eval_steps // 5)),
+        "--max_eval_samples",
+        str(study.max_eval_samples),
+        "--max_source_length",
+        "64",
+        "--max_target_length",
+        "64",
+        "--seed",
+        "42",
+        "--report_to",
+        "none",
+        "--disable_tqdm",
+        "true",
+        "--num_examples",
+        "0",
+        "--num_beams",
+        "1",
+    ]
     flags += _recipe_flags(row_recipe(study, row, lever))
     if study.data_dir:
         flags += ["--data_dir", study.data_dir]
@@ -243,7 +317,8 @@ def _row_flags(study: StudyArguments, row: str, output_dir: Path, tokenizer_dir:
         source = Path(study.output_dir) / spec["embedding_from"]
         if not (source / "model.safetensors").exists():
             raise FileNotFoundError(
-                f"Row {row!r} takes its fixed embedding from row {spec['embedding_from']!r}, whose checkpoint is not in "
+                f"Row {row!r} takes its fixed embedding from row {spec['embedding_from']!r}, whose checkpoint is "
+                "not in "
                 f"{source}. Run that row first (in the same --output_dir)."
             )
         flags += ["--embedding_source", str(source.resolve())]
@@ -293,8 +368,10 @@ def _learning_rate(study: StudyArguments, row: str, tokenizer_dir: Path) -> tupl
         candidates[name.strip()] = [float(v) for v in values.split(",")]
     if "learning_rate" in (recipe := row_recipe(study, row)):  # set by --recipe or --row_recipes
         if row in candidates:
-            raise ValueError(f"Row {row!r} has a learning rate in its recipe ({recipe['learning_rate']}) and "
-                             f"--lr_candidates for it too; give one of them.")  # fmt: skip
+            raise ValueError(
+                f"Row {row!r} has a learning rate in its recipe ({recipe['learning_rate']}) and "
+                f"--lr_candidates for it too; give one of them."
+            )
         return float(recipe["learning_rate"]), {}
     if row not in candidates:
         return ROWS[row]["learning_rate"], {}
@@ -313,8 +390,10 @@ def tokenizer_languages(study: StudyArguments) -> list[str]:
     languages = languages or [study.source_lang, study.target_lang]
     missing = {study.source_lang, study.target_lang} - set(languages)
     if missing:
-        raise ValueError(f"--tokenizer_languages {study.tokenizer_languages!r} lacks {sorted(missing)}, a language of "
-                         f"the direction {study.source_lang}->{study.target_lang}; add it.")  # fmt: skip
+        raise ValueError(
+            f"--tokenizer_languages {study.tokenizer_languages!r} lacks {sorted(missing)}, a language of "
+            f"the direction {study.source_lang}->{study.target_lang}; add it."
+        )
     return languages
 
 
@@ -350,8 +429,10 @@ def _shared_tokenizer(study: StudyArguments) -> Path:
         recorded = path / LANGUAGES_FILE
         found = json.loads(recorded.read_text()) if recorded.exists() else f"unknown languages (no {LANGUAGES_FILE})"
         if found != wanted:
-            raise ValueError(f"The tokenizer in {path} was trained for {found}, this run asks for {wanted}. Pass "
-                             "another --tokenizer_dir (or --output_dir), or the same languages and --vocab_size.")  # fmt: skip
+            raise ValueError(
+                f"The tokenizer in {path} was trained for {found}, this run asks for {wanted}. Pass "
+                "another --tokenizer_dir (or --output_dir), or the same languages and --vocab_size."
+            )
         return path
     tokenizer = train_tokenizer(_training_sentences(study, languages), vocab_size=study.vocab_size)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -368,7 +449,8 @@ def _shared_tokenizer(study: StudyArguments) -> Path:
 
 
 def decoding_grid(candidates: str) -> list[dict[str, Any]]:
-    """`"a=1,2;b=0.5"` -> every combination, `[{"a": 1, "b": 0.5}, {"a": 2, "b": 0.5}]` (ints stay ints); `""` -> `[{}]`."""
+    """`"a=1,2;b=0.5"` -> every combination, `[{"a": 1, "b": 0.5}, {"a": 2, "b": 0.5}]` (ints stay ints);
+    `""` -> `[{}]`."""
     import itertools
 
     axes = []
@@ -378,8 +460,15 @@ def decoding_grid(candidates: str) -> list[dict[str, Any]]:
     return [dict(combination) for combination in itertools.product(*axes)]
 
 
-def translate_and_score(translator, pairs, num_beams: int, settings: dict[str, Any], metric,
-                        source_lang: str = "en", target_lang: str = "de") -> dict[str, Any]:  # fmt: skip
+def translate_and_score(
+    translator,
+    pairs,
+    num_beams: int,
+    settings: dict[str, Any],
+    metric,
+    source_lang: str = "en",
+    target_lang: str = "de",
+) -> dict[str, Any]:
     """sacreBLEU/chrF of `pairs` (dataset rows with a `translation` dict) translated with `settings`."""
     sources = [p["translation"][source_lang] for p in pairs]
     references = [p["translation"][target_lang] for p in pairs]
@@ -479,11 +568,15 @@ def _budget_used(history: list[dict[str, Any]], study: StudyArguments) -> dict[s
 
 def _curve_points(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        {"step": e["step"], "elapsed_seconds": e.get("elapsed_seconds"), "eval_bleu": e["eval_bleu"],
-         "eval_loss": e.get("eval_loss")}
+        {
+            "step": e["step"],
+            "elapsed_seconds": e.get("elapsed_seconds"),
+            "eval_bleu": e["eval_bleu"],
+            "eval_loss": e.get("eval_loss"),
+        }
         for e in history
         if "eval_bleu" in e
-    ]  # fmt: skip
+    ]
 
 
 def _lever_summary(results_dir: Path, row: str) -> dict[str, Any]:
@@ -526,17 +619,30 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
         "row_wall_seconds": time.time() - started,
         "curve": _curve_points(history),
         "lever_probes": _lever_summary(Path(study.results_dir), row),
-        "command": shlex.join(["python", "scripts/bleu_study.py",
-                               *(x for k, v in vars(study).items() if v for x in (f"--{k}", str(v)))]),  # fmt: skip
+        "command": shlex.join(
+            ["python", "scripts/bleu_study.py", *(x for k, v in vars(study).items() if v for x in (f"--{k}", str(v)))]
+        ),
     }
 
 
-SHIPPED_FILES = ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
-                 "tokenizer_config.json", "special_tokens_map.json", "training_curves.png")  # fmt: skip
+SHIPPED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "model.safetensors",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "training_curves.png",
+)
 
 
-def ship_row(results_dir: str | os.PathLike, output_dir: str | os.PathLike, row: str,
-             destination: str | os.PathLike, model_name: str | None = None) -> Path:  # fmt: skip
+def ship_row(
+    results_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    row: str,
+    destination: str | os.PathLike,
+    model_name: str | None = None,
+) -> Path:
     """Copy a finished row's mask-only model (config, decoding, masks, tokenizer, curves) to `destination`, with a
     model card that states its measured test scores, the recipe and command that produced it, and its fingerprints:
     what the package ships (`hf_supermask.demo.SHIPPED_MODEL`) and what `push_to_hub` would publish."""
@@ -567,11 +673,15 @@ def ship_row(results_dir: str | os.PathLike, output_dir: str | os.PathLike, row:
         test_chrf=result["test_chrf"],
         bleu_signature=result["bleu_signature"],
         chrf_signature=result["chrf_signature"],
-        hyperparameters={"updates": result["max_steps"], "sentence pairs per update": result["batch_size"],
-                         "score learning rate": result["learning_rate"],
-                         "recipe": ", ".join(f"{k}={v}" for k, v in result["recipe"].items()),
-                         "decoding (chosen on validation)": result["decoding"], "command": result["command"],
-                         "git commit": result["git_commit"]},  # fmt: skip
+        hyperparameters={
+            "updates": result["max_steps"],
+            "sentence pairs per update": result["batch_size"],
+            "score learning rate": result["learning_rate"],
+            "recipe": ", ".join(f"{k}={v}" for k, v in result["recipe"].items()),
+            "decoding (chosen on validation)": result["decoding"],
+            "command": result["command"],
+            "git commit": result["git_commit"],
+        },
         checkpoint_bytes=result["checkpoint_weights_bytes"],
         dense_fp32_bytes=dense_fp32_weights_bytes(model),
         plot_filename="training_curves.png" if (destination / "training_curves.png").exists() else None,
@@ -594,12 +704,15 @@ def _curve_table(rows: dict[str, dict[str, Any]]) -> list[str]:
     """Validation BLEU (greedy) of every row at every evaluated update, and each row's ratio to the dense row there:
     the ratio depends strongly on the budget."""
     names = [r for r in ROWS if r in rows]
-    curves = {name: {p["step"]: p["eval_bleu"] for p in _one_point_per_update(rows[name]["curve"])}
-              for name in names}
+    curves = {name: {p["step"]: p["eval_bleu"] for p in _one_point_per_update(rows[name]["curve"])} for name in names}
     steps = sorted({step for curve in curves.values() for step in curve})
     header = "| updates | " + " | ".join(names) + " |"
-    lines = ["Validation BLEU (greedy) during training, and the ratio to dense at the same update:", "",
-             header, "|---" * (len(names) + 1) + "|"]  # fmt: skip
+    lines = [
+        "Validation BLEU (greedy) during training, and the ratio to dense at the same update:",
+        "",
+        header,
+        "|---" * (len(names) + 1) + "|",
+    ]
     for step in steps:
         dense = curves.get("dense", {}).get(step)
         cells = []
@@ -619,18 +732,24 @@ def _lever_table(results_dir: Path) -> list[str]:
         probes = json.loads(path.read_text())
         base = probes.get("baseline", {})
         if not lines:
-            lines = ["", "Lever probes (validation, greedy BLEU on the curve's pairs; each against the baseline "
-                     "probe of the same row, recipe and budget):", "",
-                     "| row | lever | settings | updates | val loss | val BLEU | loss change | BLEU change "
-                     "| target tokens/s |",
-                     "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+            lines = [
+                "",
+                "Lever probes (validation, greedy BLEU on the curve's pairs; each against the baseline "
+                "probe of the same row, recipe and budget):",
+                "",
+                "| row | lever | settings | updates | val loss | val BLEU | loss change | BLEU change "
+                "| target tokens/s |",
+                "|---|---|---|---|---|---|---|---|---|",
+            ]
         for name, probe in probes.items():
             dloss = f"{probe['eval_loss'] - base['eval_loss']:+.3f}" if base and name != "baseline" else ""
             dbleu = f"{probe['eval_bleu'] - base['eval_bleu']:+.2f}" if base and name != "baseline" else ""
             speed = probe.get("train_target_tokens_per_second")  # less padding shows here (length-bucketed batches)
-            lines.append(f"| {path.stem} | {name} | {probe['settings'] or '(row recipe)'} | {probe['updates']} | "
-                         f"{probe['eval_loss']:.3f} | {probe['eval_bleu']:.2f} | {dloss} | {dbleu} | "
-                         f"{'' if speed is None else f'{speed:.0f}'} |")  # fmt: skip
+            lines.append(
+                f"| {path.stem} | {name} | {probe['settings'] or '(row recipe)'} | {probe['updates']} | "
+                f"{probe['eval_loss']:.3f} | {probe['eval_bleu']:.2f} | {dloss} | {dbleu} | "
+                f"{'' if speed is None else f'{speed:.0f}'} |"
+            )
     return lines
 
 
@@ -639,11 +758,16 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
     dense = rows.get("dense", {})
     reference = dense.get("test_bleu")
-    lines = [
-        "| row | test BLEU | chrF | BLEU / dense | weights file | train time | updates | lr (validation loss of probes) "
-        "| decoding (chosen on validation) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ] if rows else []  # a folder of lever probes only has no rows to tabulate
+    lines = (
+        [
+            "| row | test BLEU | chrF | BLEU / dense | weights file | train time | updates "
+            "| lr (validation loss of probes) "
+            "| decoding (chosen on validation) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        if rows
+        else []
+    )  # a folder of lever probes only has no rows to tabulate
     for name in [r for r in ROWS if r in rows]:
         row = rows[name]
         ratio = f"{row['test_bleu'] / reference:.2f}" if reference else "n/a"
@@ -658,9 +782,15 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
         )
     machines = {name: row["machine"] for name, row in rows.items() if "machine" in row}
     if machines:
-        lines += ["", "Machines: " + "; ".join(
-            f"{name}: {m['cpu']} ({m['cpu_count']} cores, torch {m['torch']}, {m['threads']} thread(s))"
-            for name, m in machines.items()) + "."]  # fmt: skip
+        lines += [
+            "",
+            "Machines: "
+            + "; ".join(
+                f"{name}: {m['cpu']} ({m['cpu_count']} cores, torch {m['torch']}, {m['threads']} thread(s))"
+                for name, m in machines.items()
+            )
+            + ".",
+        ]
     if rows:
         lines += ["", *_curve_table(rows)]
     table = "\n".join([*lines, *_lever_table(results_dir)]).strip("\n")
@@ -694,8 +824,10 @@ def run_study(study: StudyArguments) -> str:
     torch.set_num_threads(study.threads)
     _git_commit()  # now, while the code on disk is the code this process imported
     if study.smoke:
-        study.shape = ("d_model=32,encoder_layers=2,decoder_layers=2,encoder_ffn_dim=64,decoder_ffn_dim=64,"
-                       "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128")  # fmt: skip
+        study.shape = (
+            "d_model=32,encoder_layers=2,decoder_layers=2,encoder_ffn_dim=64,decoder_ffn_dim=64,"
+            "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128"
+        )
         study.max_steps, study.eval_steps, study.batch_size = 4, 2, 8
         study.max_eval_samples, study.max_predict_samples, study.num_beams, study.probe_steps = 8, 8, 2, 2
         study.vocab_size = min(study.vocab_size, 1000)

@@ -67,16 +67,22 @@ class ModelArguments:
 
     model_type: str = field(
         default="supermask",
-        metadata={"help": "`supermask` (masks over frozen random weights) or `marian` (a dense MarianMTModel of the "
-                  "same shape, trained normally, for like-for-like comparisons)."},
-    )  # fmt: skip
+        metadata={
+            "help": "`supermask` (masks over frozen random weights) or `marian` (a dense MarianMTModel of the "
+            "same shape, trained normally, for like-for-like comparisons)."
+        },
+    )
     model_name_or_path: str | None = field(
         default=None, metadata={"help": "Start from this checkpoint (folder or Hub id) instead of a fresh model."}
     )
-    config_name: str | None = field(default=None, metadata={"help": "Config (folder, Hub id or JSON file) to start from."})
+    config_name: str | None = field(
+        default=None, metadata={"help": "Config (folder, Hub id or JSON file) to start from."}
+    )
     config_overrides: str | None = field(
         default=None,
-        metadata={"help": "Override config fields of a fresh model, e.g. `d_model=256,encoder_layers=3,encoder_ffn_dim=1024`."},
+        metadata={
+            "help": "Override config fields of a fresh model, e.g. `d_model=256,encoder_layers=3,encoder_ffn_dim=1024`."
+        },
     )
     tokenizer_name: str | None = field(
         default=None, metadata={"help": "Reuse this tokenizer instead of training one on the training split."}
@@ -113,24 +119,32 @@ class DataTrainingArguments:
     source_prefix: str = field(default="", metadata={"help": "Text prepended to every source (T5-style)."})
     length_bucketed_batches: bool = field(
         default=False,
-        metadata={"help": "Batches of similar lengths (less padding), in random order: see "
-                  "data.length_bucketed_order (transformers' group_by_length keeps its buckets sorted)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Batches of similar lengths (less padding), in random order: see "
+            "data.length_bucketed_order (transformers' group_by_length keeps its buckets sorted)."
+        },
+    )
     max_tokens_per_batch: int | None = field(
         default=None,
-        metadata={"help": "Token-budget batches (fairseq's --max-tokens): each training batch holds pairs of similar "
-                  "lengths up to this many padded tokens (source plus target), in random order; replaces "
-                  "--per_device_train_batch_size for training. 2048 holds 64 Multi30k pairs on average."},
-    )  # fmt: skip
+        metadata={
+            "help": "Token-budget batches (fairseq's --max-tokens): each training batch holds pairs of similar "
+            "lengths up to this many padded tokens (source plus target), in random order; replaces "
+            "--per_device_train_batch_size for training. 2048 holds 64 Multi30k pairs on average."
+        },
+    )
     preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for tokenization."})
     tokenizer_vocab_size: int = field(default=8000, metadata={"help": "Size of the trained joint vocabulary."})
     tokenizer_type: str = field(default="bpe", metadata={"help": "`bpe` or `unigram`."})
-    num_examples: int = field(default=3, metadata={"help": "Test sentences translated through the pipeline at the end."})
+    num_examples: int = field(
+        default=3, metadata={"help": "Test sentences translated through the pipeline at the end."}
+    )
 
     def __post_init__(self):
         if self.max_tokens_per_batch is not None and self.length_bucketed_batches:
-            raise ValueError("--max_tokens_per_batch and --length_bucketed_batches are two ways to batch by length; "
-                             "give one of them.")  # fmt: skip
+            raise ValueError(
+                "--max_tokens_per_batch and --length_bucketed_batches are two ways to batch by length; "
+                "give one of them."
+            )
         if self.max_tokens_per_batch is not None and self.max_tokens_per_batch < 1:
             raise ValueError(f"--max_tokens_per_batch must be at least 1, got {self.max_tokens_per_batch}.")
         for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
@@ -143,13 +157,17 @@ class DataTrainingArguments:
 class SupermaskArguments:
     """Settings of the masks (None keeps the config's value)."""
 
-    weights_seed: int | None = field(default=None, metadata={"help": "Seed of the frozen random weights (config `seed`)."})
+    weights_seed: int | None = field(
+        default=None, metadata={"help": "Seed of the frozen random weights (config `seed`)."}
+    )
     density: float | None = field(default=None, metadata={"help": "Fraction of each weight tensor KEPT by its mask."})
     weight_init: str | None = field(
         default=None, metadata={"help": "kaiming_uniform | kaiming_normal | xavier_uniform | signed_constant"}
     )
     score_init: str | None = field(default=None, metadata={"help": "kaiming_uniform | constant"})
-    share_layers: bool | None = field(default=None, metadata={"help": "One random layer per stack (the paper's model)."})
+    share_layers: bool | None = field(
+        default=None, metadata={"help": "One random layer per stack (the paper's model)."}
+    )
     scale_fan: bool | None = field(default=None, metadata={"help": "Scale fans by density (edge-popup --scale-fan)."})
     embedding_source: str | None = field(
         default=None, metadata={"help": "Take the embedding from this checkpoint (fixed, unmasked by default)."}
@@ -181,15 +199,19 @@ class TranslationTrainingArguments(Seq2SeqTrainingArguments):
 
     overwrite_output_dir: bool = field(
         default=False,
-        metadata={"help": "Delete what --output_dir holds before the run. Without it, a non-empty --output_dir is "
-                  "refused, unless --resume_from_checkpoint continues the run it holds."},
-    )  # fmt: skip
+        metadata={
+            "help": "Delete what --output_dir holds before the run. Without it, a non-empty --output_dir is "
+            "refused, unless --resume_from_checkpoint continues the run it holds."
+        },
+    )
     early_stopping_patience: int | None = field(
         default=None,
-        metadata={"help": "Stop when the validation metric (BLEU with --predict_with_generate, else loss) has not "
-                  "improved over this many evaluations, and keep the best checkpoint (sets "
-                  "--load_best_model_at_end)."},
-    )  # fmt: skip
+        metadata={
+            "help": "Stop when the validation metric (BLEU with --predict_with_generate, else loss) has not "
+            "improved over this many evaluations, and keep the best checkpoint (sets "
+            "--load_best_model_at_end)."
+        },
+    )
 
     def __post_init__(self):
         if self.early_stopping_patience is not None:
@@ -291,8 +313,9 @@ def _all_mask_bits(model) -> torch.Tensor | None:
 # ----------------------------------------------------------------------------------------------------------------------
 
 
-def check_run(model_args: ModelArguments, data_args: DataTrainingArguments, supermask_args: SupermaskArguments,
-              training_args) -> None:  # fmt: skip
+def check_run(
+    model_args: ModelArguments, data_args: DataTrainingArguments, supermask_args: SupermaskArguments, training_args
+) -> None:
     """Refuse a run that has nothing to do, that would overwrite earlier work, or that would resume from a missing or
     damaged checkpoint; empty --output_dir first when --overwrite_output_dir asks for it."""
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
@@ -313,10 +336,17 @@ def check_run(model_args: ModelArguments, data_args: DataTrainingArguments, supe
         output_dir = Path(training_args.output_dir)
         last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
         inputs = [
-            model_args.model_name_or_path, model_args.config_name, model_args.tokenizer_name, model_args.cache_dir,
-            data_args.data_dir or default_data_dir(), data_args.train_file, data_args.validation_file,
-            data_args.test_file, supermask_args.embedding_source, checkpoint,
-        ]  # fmt: skip
+            model_args.model_name_or_path,
+            model_args.config_name,
+            model_args.tokenizer_name,
+            model_args.cache_dir,
+            data_args.data_dir or default_data_dir(),
+            data_args.train_file,
+            data_args.validation_file,
+            data_args.test_file,
+            supermask_args.embedding_source,
+            checkpoint,
+        ]
         prepare_output_folder(
             output_dir,
             overwrite=overwrite,
@@ -364,14 +394,32 @@ def check_checkpoint(checkpoint: str | os.PathLike) -> Path:
 # Config fields that a resumed run may differ in: bookkeeping, hashes that follow from the other fields, and
 # switches of the forward pass (the Trainer saves `use_cache=False`).
 _UNCOMPARED_CONFIG_FIELDS = {
-    "transformers_version", "architectures", "auto_map", "custom_pipelines", "_name_or_path", "dtype", "torch_dtype",
-    "weights_sha256", "embedding_sha256", "masks_sha256", "use_cache", "output_attentions", "output_hidden_states",
+    "transformers_version",
+    "architectures",
+    "auto_map",
+    "custom_pipelines",
+    "_name_or_path",
+    "dtype",
+    "torch_dtype",
+    "weights_sha256",
+    "embedding_sha256",
+    "masks_sha256",
+    "use_cache",
+    "output_attentions",
+    "output_hidden_states",
     "return_dict",
-}  # fmt: skip
-_CONFIG_FLAGS = {"seed": "--weights_seed", "model_type": "--model_type", "density": "--density",
-                 "weight_init": "--weight_init", "score_init": "--score_init", "share_layers": "--share_layers",
-                 "scale_fan": "--scale_fan", "embedding_source": "--embedding_source",
-                 "mask_embedding": "--mask_embedding"}  # fmt: skip
+}
+_CONFIG_FLAGS = {
+    "seed": "--weights_seed",
+    "model_type": "--model_type",
+    "density": "--density",
+    "weight_init": "--weight_init",
+    "score_init": "--score_init",
+    "share_layers": "--share_layers",
+    "scale_fan": "--scale_fan",
+    "embedding_source": "--embedding_source",
+    "mask_embedding": "--mask_embedding",
+}
 
 
 def check_resume_config(checkpoint: str | os.PathLike, config) -> None:
@@ -414,7 +462,9 @@ def load_data(model_args: ModelArguments, data_args: DataTrainingArguments, trai
         dataset_config_name=data_args.dataset_config_name,
         cache_dir=model_args.cache_dir,
     )
-    raw = select_max_samples(raw, data_args.max_train_samples, data_args.max_eval_samples, data_args.max_predict_samples)
+    raw = select_max_samples(
+        raw, data_args.max_train_samples, data_args.max_eval_samples, data_args.max_predict_samples
+    )
     needs = {}
     if not (model_args.tokenizer_name or model_args.model_name_or_path):
         needs["train"] = "training the tokenizer (no --tokenizer_name)"
@@ -451,7 +501,9 @@ def build_config(model_args: ModelArguments, supermask_args: SupermaskArguments,
     if model_args.config_name:
         config = AutoConfig.from_pretrained(model_args.config_name, cache_dir=model_args.cache_dir)
         if not isinstance(config, SupermaskConfig):
-            config = SupermaskConfig(**{k: v for k, v in config.to_dict().items() if k in SupermaskConfig.__dataclass_fields__})
+            config = SupermaskConfig(
+                **{k: v for k, v in config.to_dict().items() if k in SupermaskConfig.__dataclass_fields__}
+            )
     else:
         config = SupermaskConfig()
     if model_args.config_overrides:
@@ -477,7 +529,9 @@ def build_model(model_args: ModelArguments, config: SupermaskConfig | None):
     """A fresh or loaded supermask model, or a dense Marian of the same shape."""
     if model_args.model_name_or_path:
         return AutoModelForSeq2SeqLM.from_pretrained(
-            model_args.model_name_or_path, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
+            model_args.model_name_or_path,
+            cache_dir=model_args.cache_dir,
+            trust_remote_code=model_args.trust_remote_code,
         )
     if model_args.model_type == "marian":
         model = MarianMTModel(marian_config_for(config))
@@ -628,8 +682,6 @@ class TokenLoss:
         )
         count = num_items_in_batch if num_items_in_batch is not None else (flat_labels != -100).sum()
         return loss / (count.to(loss.device) if torch.is_tensor(count) else count)
-
-
 
 
 def build_trainer(
@@ -805,7 +857,11 @@ def translate_examples(output_dir, test_split, data_args: DataTrainingArguments)
     sources = [row[data_args.source_lang] for row in rows]
     outputs = translator(sources, batch_size=len(sources))
     return [
-        {"source": row[data_args.source_lang], "reference": row[data_args.target_lang], "translation": out["translation_text"]}
+        {
+            "source": row[data_args.source_lang],
+            "reference": row[data_args.target_lang],
+            "translation": out["translation_text"],
+        }
         for row, out in zip(rows, outputs)
     ]
 
@@ -856,8 +912,10 @@ def format_summary(results: dict[str, Any]) -> str:
     """A short human summary of a run, for the end of the demo."""
     lines = ["", "=" * 72, f"Model type: {results.get('model_type')}"]
     if "test_bleu" in results:
-        lines.append(f"Test BLEU {results['test_bleu']:.2f}  chrF {results.get('test_chrf', float('nan')):.2f}"
-                     f"  ({results.get('test_bleu_signature', '')})")  # fmt: skip
+        lines.append(
+            f"Test BLEU {results['test_bleu']:.2f}  chrF {results.get('test_chrf', float('nan')):.2f}"
+            f"  ({results.get('test_bleu_signature', '')})"
+        )
     if "checkpoint_weights_bytes" in results:
         ours, dense = results["checkpoint_weights_bytes"], results["dense_fp32_weights_bytes"]
         lines.append(
@@ -870,8 +928,12 @@ def format_summary(results: dict[str, Any]) -> str:
     if results.get("train_wall_seconds"):
         lines.append(f"Training wall time: {results['train_wall_seconds'] / 60:.1f} min")
     for example in results.get("examples", []):
-        lines += ["", f"  source:      {example['source']}", f"  reference:   {example['reference']}",
-                  f"  translation: {example['translation']}"]  # fmt: skip
+        lines += [
+            "",
+            f"  source:      {example['source']}",
+            f"  reference:   {example['reference']}",
+            f"  translation: {example['translation']}",
+        ]
     lines.append("=" * 72)
     return "\n".join(lines)
 

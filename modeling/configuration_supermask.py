@@ -242,9 +242,17 @@ class SupermaskConfig(PreTrainedConfig):
         """Raise a ValueError that names the field and the values it accepts, for the first invalid field.
 
         (Not named `validate_*`: `@strict` would run it a second time, as a class validator.)"""
-        for name in ("vocab_size", "d_model", "encoder_layers", "decoder_layers", "encoder_ffn_dim",
-                     "decoder_ffn_dim", "max_position_embeddings", "encoder_attention_heads",
-                     "decoder_attention_heads"):  # fmt: skip
+        for name in (
+            "vocab_size",
+            "d_model",
+            "encoder_layers",
+            "decoder_layers",
+            "encoder_ffn_dim",
+            "decoder_ffn_dim",
+            "max_position_embeddings",
+            "encoder_attention_heads",
+            "decoder_attention_heads",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"`{name}` must be a positive integer, got {getattr(self, name)}.")
         for name in ("encoder_attention_heads", "decoder_attention_heads"):

@@ -18,7 +18,9 @@ EXTERNAL_EMBEDDING_KEYS = ("model.shared.weight", "model.encoder.embed_tokens.we
 
 def tensor_sha256(tensor: torch.Tensor) -> str:
     """sha256 of a tensor's little-endian float32 bytes."""
-    return hashlib.sha256(tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes()).hexdigest()
+    return hashlib.sha256(
+        tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4").tobytes()
+    ).hexdigest()
 
 
 def load_external_tensor(source: str, expected_sha256: str | None, shape: tuple[int, int]) -> torch.Tensor:
@@ -43,7 +45,9 @@ def load_external_tensor(source: str, expected_sha256: str | None, shape: tuple[
             raise ValueError(f"{path} holds no embedding (looked for {EXTERNAL_EMBEDDING_KEYS}).")
         tensor = reader.get_tensor(key).to(torch.float32)
     if tuple(tensor.shape) != tuple(shape):
-        raise ValueError(f"The embedding of {source} has shape {list(tensor.shape)}, but this config needs {list(shape)}.")
+        raise ValueError(
+            f"The embedding of {source} has shape {list(tensor.shape)}, but this config needs {list(shape)}."
+        )
     if not bool(torch.isfinite(tensor).all()):
         raise ValueError(
             f"The embedding of {source} holds NaN or infinite values: it cannot serve as a fixed embedding. Point "

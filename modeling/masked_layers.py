@@ -281,7 +281,9 @@ class MaskedWeight(nn.Module):
         if self.scores.device.type != "meta":
             self.mask.copy_(pack_mask(self.current_mask()).to(self.mask.device))
 
-    def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs):
+    def _load_from_state_dict(
+        self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
+    ):
         # torch's load_state_dict path (Trainer resume, user code). A mask-only state dict rebuilds the scores.
         has_scores = f"{prefix}scores" in state_dict
         super()._load_from_state_dict(

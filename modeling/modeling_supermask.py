@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
-
+from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
 from transformers.loss.loss_utils import fixed_cross_entropy
@@ -38,7 +38,6 @@ from transformers.modeling_outputs import (
     Seq2SeqModelOutput,
 )
 from transformers.modeling_utils import PreTrainedModel
-from transformers.activations import ACT2FN
 from transformers.models.marian.modeling_marian import (
     MarianAttention,
     MarianDecoderLayer,
@@ -181,7 +180,8 @@ def _sinusoidal_table(num_positions: int, embedding_dim: int, dtype: torch.dtype
 
 
 class SupermaskSinusoidalPositionalEmbedding(nn.Module):
-    """Marian's sinusoidal positions (float64 sinusoids, sin half then cos half, no offset) as a non-persistent buffer."""
+    """Marian's sinusoidal positions (float64 sinusoids, sin half then cos half, no offset) as a non-persistent
+    buffer."""
 
     def __init__(self, num_positions: int, embedding_dim: int):
         super().__init__()
@@ -587,7 +587,10 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
             self.config.embedding_sha256 = self.random_weights.external_sha256[EMBEDDING]
         self.config.masks_sha256 = self.masks_fingerprint()
         self.config.generator_version = GENERATOR_VERSION
-        self.config.custom_pipelines = {**self.config.__dict__.get("custom_pipelines", {}), **TRANSLATION_CUSTOM_PIPELINES}
+        self.config.custom_pipelines = {
+            **self.config.__dict__.get("custom_pipelines", {}),
+            **TRANSLATION_CUSTOM_PIPELINES,
+        }
         main_process = kwargs.get("is_main_process", True)
         push = kwargs.pop("push_to_hub", False) and main_process
         hub = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private") if key in kwargs}
@@ -606,7 +609,9 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         finally:
             self._keys_to_ignore_on_save = ignored
         if main_process:
-            shutil.copyfile(Path(__file__).with_name(TRANSLATION_PIPELINE_FILE), Path(save_directory) / TRANSLATION_PIPELINE_FILE)
+            shutil.copyfile(
+                Path(__file__).with_name(TRANSLATION_PIPELINE_FILE), Path(save_directory) / TRANSLATION_PIPELINE_FILE
+            )
         if push:
             self._upload_modified_files(save_directory, repo_id, timestamps, token=kwargs.get("token"), **hub)
         return result
@@ -642,14 +647,16 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         unexpected = sorted(loading_info.get("unexpected_keys") or ())
         if unexpected:
             raise ValueError(
-                f"The checkpoint at {source} holds {len(unexpected)} tensor(s) that a supermask checkpoint does not have, "
+                f"The checkpoint at {source} holds {len(unexpected)} tensor(s) that a supermask checkpoint does not "
+                "have, "
                 f"e.g. {unexpected[:3]}: it was not written by SupermaskForConditionalGeneration.save_pretrained or "
                 "belongs to another configuration. Refusing to load it."
             )
         for field in ("weights_sha256", "masks_sha256"):
             if not getattr(config, field):
                 raise ValueError(
-                    f"The config.json at {source} has no `{field}`, which every checkpoint this library writes records: "
+                    f"The config.json at {source} has no `{field}`, which every checkpoint this library writes "
+                    "records: "
                     "without it the regenerated weights or the loaded masks cannot be verified. Refusing to load it; "
                     "re-save the checkpoint from a verified model."
                 )
@@ -701,9 +708,12 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
             raise ValueError(f"This model already holds a mask set named {name!r} (it holds {list(self.mask_sets)}).")
         other = type(self).from_pretrained(source, **kwargs)
         mine, theirs = self.config, other.config
-        differing = [field for field in ("weights_sha256", "density", "mask_embedding", "embedding_sha256")
-                     if getattr(theirs, field) != (self.random_weights.fingerprint if field == "weights_sha256"
-                                                   else getattr(mine, field))]  # fmt: skip
+        differing = [
+            field
+            for field in ("weights_sha256", "density", "mask_embedding", "embedding_sha256")
+            if getattr(theirs, field)
+            != (self.random_weights.fingerprint if field == "weights_sha256" else getattr(mine, field))
+        ]
         if differing:
             raise ValueError(
                 f"The masks at {source} were found over other weights or at another density than this model's "
@@ -730,8 +740,10 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         if name not in self._inactive_mask_sets:
             raise KeyError(f"No mask set named {name!r}; this model holds {list(self.mask_sets)} (see `load_masks`).")
         target = self._inactive_mask_sets.pop(name)
-        current = {module_name: module.swap_mask_set(target[module_name])
-                   for module_name, module in self.masked_modules.items()}  # fmt: skip
+        current = {
+            module_name: module.swap_mask_set(target[module_name])
+            for module_name, module in self.masked_modules.items()
+        }
         self._inactive_mask_sets[self._active_masks] = current
         self._active_masks = name
 

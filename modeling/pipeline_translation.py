@@ -302,7 +302,8 @@ class TranslationPipeline(Pipeline):
                 self._truncation_warned = True
                 logger.warning(
                     f"An input of {full_length} tokens is longer than the model accepts (the smaller of the "
-                    f"tokenizer's model_max_length and the model's position table: {max_length}) and was truncated to {max_length} tokens (other truncated inputs of this call "
+                    f"tokenizer's model_max_length and the model's position table: {max_length}) and was truncated "
+                    f"to {max_length} tokens (other truncated inputs of this call "
                     "are not reported). Pass `truncation=False` to disable truncation."
                 )
 
@@ -332,7 +333,9 @@ class TranslationPipeline(Pipeline):
         if "max_new_tokens" not in generate_kwargs and "max_length" not in generate_kwargs:
             # The lengths saved with the model apply: they must fit its position table too.
             saved = self.model.generation_config
-            length = {"max_new_tokens": saved.max_new_tokens} if saved.max_new_tokens else {"max_length": saved.max_length}
+            length = (
+                {"max_new_tokens": saved.max_new_tokens} if saved.max_new_tokens else {"max_length": saved.max_length}
+            )
             self._check_generation_parameters(length, origin=" (from the model's generation_config.json)")
         forced_bos_token_id = model_inputs.get("forced_bos_token_id")
         if forced_bos_token_id is not None and "forced_bos_token_id" not in generate_kwargs:

@@ -25,8 +25,9 @@ if __name__ == "__main__":
     parser.add_argument("--output_markdown", default=None)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as work_dir:
-        results = benchmark_backends(args.model, work_dir, args.data_dir, args.num_sentences,
-                                     repetitions=args.repetitions, threads=args.threads)  # fmt: skip
+        results = benchmark_backends(
+            args.model, work_dir, args.data_dir, args.num_sentences, repetitions=args.repetitions, threads=args.threads
+        )
     table = backends_table(results)
     print(table)
     if args.output_json:

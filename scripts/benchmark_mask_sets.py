@@ -2,7 +2,8 @@
 """One model holding several mask sets (one per direction) against separately loaded models: load, switch and
 generate times, resident memory, bits on disk; each side in a fresh process, one torch thread.
 
-    python scripts/benchmark_mask_sets.py --output_json benchmarks/mask_sets.json --output_markdown benchmarks/mask_sets.md
+    python scripts/benchmark_mask_sets.py \
+        --output_json benchmarks/mask_sets.json --output_markdown benchmarks/mask_sets.md
 
 Default folders: the directions shipped with the package (`hf_supermask/pretrained/supermask-multi30k-directions/*`);
 pass `--folders A B ...` for others (mask-only checkpoints over the same random weights).

@@ -5,7 +5,8 @@
     python scripts/bleu_study.py --rows supermask --threads 1 --lr_candidates "supermask=5e-4,1e-3,2e-3,4e-3" \
         --probe_steps 150 &
     wait  # the fixed-embedding row needs the dense row's folder
-    python scripts/bleu_study.py --rows supermask_fixed_embedding --threads 1 --lr_candidates "supermask_fixed_embedding=2e-3"
+    python scripts/bleu_study.py --rows supermask_fixed_embedding --threads 1 \
+        --lr_candidates "supermask_fixed_embedding=2e-3"
 """
 
 from hf_supermask.study import main

@@ -1,10 +1,10 @@
 #!/usr/bin/env python
 """Four translation directions over one random network (long; resumable). See hf_supermask/directions.py.
 
-    python scripts/directions_study.py --directions en-de,de-en --threads 1 &
-    python scripts/directions_study.py --directions en-fr,en-cs --threads 1 &
-    wait
-    python scripts/directions_study.py --report_only   # the table, the overlap figure, non-target combinations
+python scripts/directions_study.py --directions en-de,de-en --threads 1 &
+python scripts/directions_study.py --directions en-fr,en-cs --threads 1 &
+wait
+python scripts/directions_study.py --report_only   # the table, the overlap figure, non-target combinations
 """
 
 from hf_supermask.directions import main

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Output-layer statistics (gold-token margin, hidden and embedding norms) of translation models on validation pairs.
 
-    python scripts/logit_statistics.py outputs/bleu_study/dense outputs/bleu_study/supermask
+python scripts/logit_statistics.py outputs/bleu_study/dense outputs/bleu_study/supermask
 """
 
 from hf_supermask.logit_statistics import main

@@ -16,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models are dominated by per-op overhead; extra threads only contend on a 2-core machine.
 import torch  # noqa: E402
 
+
 torch.set_num_threads(1)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -76,13 +77,40 @@ SHAPE = (
 def training_flags(output_dir, tokenizer_dir, *extra) -> list[str]:
     """Flags of a tiny, quick training run on the real Multi30k slice."""
     return [
-        "--output_dir", str(output_dir), "--data_dir", str(DATA_DIR), "--tokenizer_name", str(tokenizer_dir),
-        "--config_overrides", SHAPE, "--max_train_samples", "160", "--max_eval_samples", "16",
-        "--max_predict_samples", "16", "--per_device_train_batch_size", "16", "--per_device_eval_batch_size", "16",
-        "--learning_rate", "5e-3", "--report_to", "none", "--logging_steps", "2", "--seed", "3",
-        "--max_target_length", "24", "--num_examples", "2", "--disable_tqdm", "true",
+        "--output_dir",
+        str(output_dir),
+        "--data_dir",
+        str(DATA_DIR),
+        "--tokenizer_name",
+        str(tokenizer_dir),
+        "--config_overrides",
+        SHAPE,
+        "--max_train_samples",
+        "160",
+        "--max_eval_samples",
+        "16",
+        "--max_predict_samples",
+        "16",
+        "--per_device_train_batch_size",
+        "16",
+        "--per_device_eval_batch_size",
+        "16",
+        "--learning_rate",
+        "5e-3",
+        "--report_to",
+        "none",
+        "--logging_steps",
+        "2",
+        "--seed",
+        "3",
+        "--max_target_length",
+        "24",
+        "--num_examples",
+        "2",
+        "--disable_tqdm",
+        "true",
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -99,7 +127,19 @@ def trained(tmp_path_factory, tokenizer_dir):
 
     output_dir = tmp_path_factory.mktemp("run") / "out"
     flags = training_flags(
-        output_dir, tokenizer_dir, "--do_train", "--do_eval", "--do_predict", "--predict_with_generate",
-        "--max_steps", "8", "--eval_strategy", "steps", "--eval_steps", "4", "--save_steps", "4",
-    )  # fmt: skip
+        output_dir,
+        tokenizer_dir,
+        "--do_train",
+        "--do_eval",
+        "--do_predict",
+        "--predict_with_generate",
+        "--max_steps",
+        "8",
+        "--eval_strategy",
+        "steps",
+        "--eval_steps",
+        "4",
+        "--save_steps",
+        "4",
+    )
     return output_dir, run_translation(*parse_args(flags))

@@ -115,7 +115,7 @@ class HubServer:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
 
-    def start(self) -> "HubServer":
+    def start(self) -> HubServer:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="hub-server", daemon=True
@@ -130,7 +130,7 @@ class HubServer:
             self._thread = None
         self._httpd.server_close()
 
-    def __enter__(self) -> "HubServer":
+    def __enter__(self) -> HubServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -400,9 +400,18 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(401, "Invalid credentials in Authorization header")
         access = {"displayName": "test", "role": "write", "fineGrained": None}
         return self._json(
-            {"type": "user", "id": "0" * 24, "name": self.hub.user, "fullname": self.hub.user, "email": None,
-             "emailVerified": False, "isPro": False, "orgs": [], "auth": {"type": "access_token", "accessToken": access}}
-        )  # fmt: skip
+            {
+                "type": "user",
+                "id": "0" * 24,
+                "name": self.hub.user,
+                "fullname": self.hub.user,
+                "email": None,
+                "emailVerified": False,
+                "isPro": False,
+                "orgs": [],
+                "auth": {"type": "access_token", "accessToken": access},
+            }
+        )
 
     def _create_repo(self, payload: dict) -> int:
         self._require_token()
@@ -426,8 +435,9 @@ class _Handler(BaseHTTPRequestHandler):
             commit = repo.resolve(revision)
             created, private = repo.created, repo.private
         siblings = [
-            {"rfilename": path, "size": len(data), "blobId": git_blob_sha1(data)} for path, data in sorted(commit.files.items())
-        ]  # fmt: skip
+            {"rfilename": path, "size": len(data), "blobId": git_blob_sha1(data)}
+            for path, data in sorted(commit.files.items())
+        ]
         info = {
             "_id": hashlib.sha1(f"{repo_type}/{repo_id}".encode()).hexdigest()[:24],
             "id": repo_id,
@@ -462,7 +472,9 @@ class _Handler(BaseHTTPRequestHandler):
             for depth in range(1, len(parts) if recursive else min(2, len(parts))):
                 folders.add("/".join(parts[:depth]))
             if recursive or len(parts) == 1:
-                entries.append({"type": "file", "oid": git_blob_sha1(data), "size": len(data), "path": prefix + relative})
+                entries.append(
+                    {"type": "file", "oid": git_blob_sha1(data), "size": len(data), "path": prefix + relative}
+                )
         for folder in sorted(folders):
             content = "\n".join(sorted(p for p in below if p.startswith(folder + "/")))
             oid = hashlib.sha1(f"tree {commit.oid} {prefix}{folder}\n{content}".encode()).hexdigest()
@@ -477,9 +489,13 @@ class _Handler(BaseHTTPRequestHandler):
         for item in payload.get("files", []):
             existing = commit.files.get(item.get("path"))
             answers.append(
-                {"path": item.get("path"), "uploadMode": "regular", "shouldIgnore": False,
-                 "oid": git_blob_sha1(existing) if existing is not None else None}
-            )  # fmt: skip
+                {
+                    "path": item.get("path"),
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_blob_sha1(existing) if existing is not None else None,
+                }
+            )
         return self._json({"files": answers, "commitOid": commit.oid})
 
     def _commit(self, repo_type, repo_id, branch, body) -> int:
@@ -496,9 +512,14 @@ class _Handler(BaseHTTPRequestHandler):
             raise HubError(400, "The commit payload has no header line")
         commit = self.hub.commit(repo_type, repo_id, branch, header, operations)
         return self._json(
-            {"success": True, "commitOid": commit.oid, "commitUrl": f"{self._repo_url(repo_type, repo_id)}/commit/{commit.oid}",
-             "hookOutput": "", "pullRequestUrl": None}
-        )  # fmt: skip
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self._repo_url(repo_type, repo_id)}/commit/{commit.oid}",
+                "hookOutput": "",
+                "pullRequestUrl": None,
+            }
+        )
 
     def _resolve(self, repo_type, repo_id, revision, path, head) -> int:
         with self.hub._lock:
@@ -520,7 +541,9 @@ class _Handler(BaseHTTPRequestHandler):
             else:  # suffix range: the last N bytes
                 start, end = max(len(data) - int(match.group(2)), 0), len(data) - 1
             if start >= len(data) or start > end:
-                raise HubError(416, f"Range not satisfiable: {byte_range}", headers={"Content-Range": f"bytes */{len(data)}"})
+                raise HubError(
+                    416, f"Range not satisfiable: {byte_range}", headers={"Content-Range": f"bytes */{len(data)}"}
+                )
             status, body = 206, data[start : end + 1]
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         return self._send(status, body, content_type, headers=headers, head=head)

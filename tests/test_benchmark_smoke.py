@@ -9,10 +9,9 @@ import subprocess
 import sys
 
 import pytest
+from conftest import DATA_DIR, REPO_ROOT
 
 from hf_supermask.benchmark import BenchmarkArguments, run_benchmark
-
-from conftest import DATA_DIR, REPO_ROOT
 
 
 IN_PROCESS_METRICS = {
@@ -92,8 +91,18 @@ def test_smoke_benchmark_script_with_fresh_processes(tmp_path):
     output = tmp_path / "results.json"
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     subprocess.run(
-        [sys.executable, str(REPO_ROOT / "scripts" / "benchmark.py"), "--smoke", "--data_dir", str(DATA_DIR),
-         "--output_json", str(output)],
-        check=True, env=env, cwd=tmp_path, capture_output=True,
-    )  # fmt: skip
+        [
+            sys.executable,
+            str(REPO_ROOT / "scripts" / "benchmark.py"),
+            "--smoke",
+            "--data_dir",
+            str(DATA_DIR),
+            "--output_json",
+            str(output),
+        ],
+        check=True,
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+    )
     _check_results(json.loads(output.read_text()), IN_PROCESS_METRICS | PROCESS_METRICS)

@@ -5,24 +5,37 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import DATA_DIR
 
 from hf_supermask.logit_statistics import main as logit_statistics_main
 from hf_supermask.study import main
 
-from conftest import DATA_DIR
-
 
 def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
-    flags = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "out"),
-             "--results_dir", str(tmp_path / "results"), "--rows", "dense,supermask,supermask_fixed_embedding",
-             "--lr_candidates", "supermask=5e-4,5e-3;dense=2e-3"]  # fmt: skip
+    flags = [
+        "--smoke",
+        "true",
+        "--data_dir",
+        str(DATA_DIR),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--results_dir",
+        str(tmp_path / "results"),
+        "--rows",
+        "dense,supermask,supermask_fixed_embedding",
+        "--lr_candidates",
+        "supermask=5e-4,5e-3;dense=2e-3",
+    ]
     table = main(flags)
     rows = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "results").glob("*.json")}
     assert set(rows) == {"dense", "supermask", "supermask_fixed_embedding"}
     for row in rows.values():
         assert row["test_bleu"] is not None and row["curve"] and row["checkpoint_weights_bytes"] > 0
         # decoding chosen on validation from the whole grid, and saved with the row's model
-        assert len(row["decoding_validation_bleu"]) == 4 and set(row["decoding"]) == {"no_repeat_ngram_size", "length_penalty"}
+        assert len(row["decoding_validation_bleu"]) == 4 and set(row["decoding"]) == {
+            "no_repeat_ngram_size",
+            "length_penalty",
+        }
         saved = json.loads((tmp_path / "out" / row["row"] / "generation_config.json").read_text())
         assert saved["num_beams"] == row["num_beams"] == 2
         assert saved.get("no_repeat_ngram_size", 0) == row["decoding"]["no_repeat_ngram_size"]
@@ -44,14 +57,23 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     (other / "supermask.json").write_text(json.dumps(moved))
     assert "(other machine: not comparable)" in write_report(other).split("| supermask |")[1].splitlines()[0]
     # the output-layer statistics: a supermask's last hidden states have the fixed norm sqrt(d_model) (smoke: 32)
-    stats = logit_statistics_main([str(tmp_path / "out" / "supermask"), str(tmp_path / "out" / "dense"),
-                                   "--data_dir", str(DATA_DIR), "--max_pairs", "8"])  # fmt: skip
+    stats = logit_statistics_main(
+        [
+            str(tmp_path / "out" / "supermask"),
+            str(tmp_path / "out" / "dense"),
+            "--data_dir",
+            str(DATA_DIR),
+            "--max_pairs",
+            "8",
+        ]
+    )
     supermask_stats = stats[str(tmp_path / "out" / "supermask")]
     assert abs(supermask_stats["hidden_norm"] - 32**0.5) < 1e-2
     assert all(0 < s["mean_gold_probability"] < 1 and s["loss"] > 0 for s in stats.values())
     # a finished row ships as a mask-only folder with a card stating its measured scores
-    from hf_supermask.study import ship_row
     from transformers import pipeline
+
+    from hf_supermask.study import ship_row
 
     shipped = ship_row(tmp_path / "results", tmp_path / "out", "supermask", tmp_path / "shipped")
     assert {p.name for p in shipped.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "README.md"}
@@ -90,8 +112,18 @@ def test_decoding_grid_is_every_combination():
 
 def test_lever_probes_and_resume_inside_a_row(tmp_path):
     """Lever probes run next to a baseline and land in the report; an interrupted row resumes from its checkpoint."""
-    base = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "out"),
-            "--results_dir", str(tmp_path / "results"), "--rows", "supermask"]  # fmt: skip
+    base = [
+        "--smoke",
+        "true",
+        "--data_dir",
+        str(DATA_DIR),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--results_dir",
+        str(tmp_path / "results"),
+        "--rows",
+        "supermask",
+    ]
     levers = "logits_x4:output_scale=4;smoothing:label_smoothing_factor=0.1,max_grad_norm=0.5;rate:learning_rate=4e-3"
     table = main([*base, "--levers", levers, "--recipe", "adam_beta2=0.98"])
     probes = json.loads((tmp_path / "results" / "levers" / "supermask.json").read_text())

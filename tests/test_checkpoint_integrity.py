@@ -10,13 +10,12 @@ import sys
 
 import pytest
 import torch
+from conftest import read_lines, tiny_config
 from safetensors.torch import load_file, save_file
+from transformers import AutoModelForSeq2SeqLM, MarianMTModel, pipeline
 
 import hf_supermask  # noqa: F401  (registers the Auto classes and the translation pipeline)
 from hf_supermask import SupermaskConfig, SupermaskForConditionalGeneration
-from transformers import AutoModelForSeq2SeqLM, MarianMTModel, pipeline
-
-from conftest import read_lines, tiny_config
 
 
 @pytest.fixture(scope="module")
@@ -75,9 +74,17 @@ def test_extra_tensors_are_refused(saved, tmp_path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("seed", True), ("density", True), ("decoder_start_token_id", 320), ("forced_eos_token_id", 320),
-     ("eos_token_id", -1), ("output_scale", 0.0), ("embedding_scale", float("nan")), ("attention_init", "xavier")],
-)  # fmt: skip
+    [
+        ("seed", True),
+        ("density", True),
+        ("decoder_start_token_id", 320),
+        ("forced_eos_token_id", 320),
+        ("eos_token_id", -1),
+        ("output_scale", 0.0),
+        ("embedding_scale", float("nan")),
+        ("attention_init", "xavier"),
+    ],
+)
 def test_config_fields_are_checked(field, value):
     with pytest.raises(ValueError, match=f"`{field}`"):
         tiny_config(**{field: value})
@@ -123,8 +130,10 @@ def test_lengths_beyond_the_position_table(saved, tmp_path, caplog):
 
 
 def test_remote_code_refuses_an_untested_transformers():
-    code = ("import transformers; transformers.__version__ = '5.99.0'\n"
-            "from hf_supermask.modeling import configuration_supermask")  # fmt: skip
+    code = (
+        "import transformers; transformers.__version__ = '5.99.0'\n"
+        "from hf_supermask.modeling import configuration_supermask"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
     assert "tested with transformers >=5.23.0,<5.24.0, but transformers 5.99.0 is installed" in result.stderr

@@ -301,9 +301,7 @@ def test_save_and_reload_identical(tokenizer, train_sentences, multi30k_dir, tmp
     sources, targets = train_sentences[:20], _head(multi30k_dir / "val.de", 20)
     assert reloaded(sources, text_target=targets) == tokenizer(sources, text_target=targets)
     ids = tokenizer(sources)["input_ids"]
-    assert reloaded.batch_decode(ids, skip_special_tokens=True) == tokenizer.batch_decode(
-        ids, skip_special_tokens=True
-    )
+    assert reloaded.batch_decode(ids, skip_special_tokens=True) == tokenizer.batch_decode(ids, skip_special_tokens=True)
 
 
 def test_deterministic(tokenizer, train_sentences):
@@ -404,8 +402,10 @@ def test_length_bucketed_order_groups_lengths_and_shuffles_batches():
     assert sorted(order[:2000]) == list(range(2000)) and sorted(order[2000:4000]) == list(range(2000))  # epochs
     batches = [order[i : i + 16] for i in range(0, 1984, 16)]
     spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches) / len(batches)
-    shuffled_spread = sum(max(lengths[i] for i in b) - min(lengths[i] for i in b)
-                          for b in (list(range(j, j + 16)) for j in range(0, 1984, 16))) / len(batches)  # fmt: skip
+    shuffled_spread = sum(
+        max(lengths[i] for i in b) - min(lengths[i] for i in b)
+        for b in (list(range(j, j + 16)) for j in range(0, 1984, 16))
+    ) / len(batches)
     assert spread < shuffled_spread / 3  # less padding
     # the batches are not sorted by length within a bucket (the group_by_length pitfall): longest batch lengths
     # go up and down

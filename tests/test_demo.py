@@ -4,16 +4,33 @@ from __future__ import annotations
 
 import json
 
-from hf_supermask.demo import main
-
 from conftest import DATA_DIR, REPO_ROOT
+
+from hf_supermask.demo import main
 
 
 def test_demo_uses_a_found_model_then_finds_masks(trained, tmp_path, capsys):
     model_dir, _ = trained
-    summary = main(["--model", str(model_dir), "--data_dir", str(DATA_DIR), "--max_test_samples", "8",
-                    "--train_steps", "4", "--eval_steps", "2", "--output_dir", str(tmp_path / "demo"),
-                    "--threads", "1", "--dense_reference", str(REPO_ROOT / "benchmarks/bleu_study/first_study/dense.json")])  # fmt: skip
+    summary = main(
+        [
+            "--model",
+            str(model_dir),
+            "--data_dir",
+            str(DATA_DIR),
+            "--max_test_samples",
+            "8",
+            "--train_steps",
+            "4",
+            "--eval_steps",
+            "2",
+            "--output_dir",
+            str(tmp_path / "demo"),
+            "--threads",
+            "1",
+            "--dense_reference",
+            str(REPO_ROOT / "benchmarks/bleu_study/first_study/dense.json"),
+        ]
+    )
     out = capsys.readouterr().out
     used, found = summary["used"], summary["found"]
     assert used["test_sentences"] == 8 and 0 <= used["test_bleu"] <= 100 and used["sentences_per_second"] > 0

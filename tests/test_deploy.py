@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from conftest import read_lines, tiny_config
 
 from hf_supermask.cli import main as cli
-
-from conftest import read_lines, tiny_config
 
 
 ctranslate2 = pytest.importorskip("ctranslate2", reason="the optional extra: pip install -e .[ctranslate2]")
@@ -35,7 +34,14 @@ def checkpoint(tmp_path_factory, tiny_tokenizer):
 def test_export_ctranslate2_then_translate_with_it(checkpoint, tmp_path, capsys, quantization):
     output_dir = checkpoint
     target = tmp_path / f"ct2-{quantization}"
-    cli(["export-ctranslate2", str(output_dir), str(target), *(["--quantization", quantization] if quantization else [])])
+    cli(
+        [
+            "export-ctranslate2",
+            str(output_dir),
+            str(target),
+            *(["--quantization", quantization] if quantization else []),
+        ]
+    )
     assert (target / "model.bin").exists() and (target / "tokenizer.json").exists()
     capsys.readouterr()
     cli(["translate", str(output_dir), *SOURCES, "--num_beams", "1", "--max_new_tokens", "12"])
@@ -59,14 +65,16 @@ def test_unknown_quantization_is_refused(checkpoint, tmp_path, capsys):
 
 
 def test_backend_benchmark_smoke(checkpoint, tmp_path):
-    from hf_supermask.deploy import backends_table, benchmark_backends
-
     from conftest import DATA_DIR
 
-    results = benchmark_backends(checkpoint, tmp_path, str(DATA_DIR), num_sentences=8, beams=(1, 2), repetitions=1,
-                                 log=lambda *_: None)  # fmt: skip
-    assert set(results["rows"]) == {f"{b}_beam{n}" for b in ("pytorch", "ctranslate2_float32", "ctranslate2_int8")
-                                    for n in (1, 2)}  # fmt: skip
+    from hf_supermask.deploy import backends_table, benchmark_backends
+
+    results = benchmark_backends(
+        checkpoint, tmp_path, str(DATA_DIR), num_sentences=8, beams=(1, 2), repetitions=1, log=lambda *_: None
+    )
+    assert set(results["rows"]) == {
+        f"{b}_beam{n}" for b in ("pytorch", "ctranslate2_float32", "ctranslate2_int8") for n in (1, 2)
+    }
     assert results["rows"]["pytorch_beam1"]["speedup"] == 1.0
     assert all(r["sentences_per_second"] > 0 and 0 <= r["bleu"] <= 100 for r in results["rows"].values())
     assert "| ctranslate2_int8 | 2 |" in backends_table(results)

@@ -7,21 +7,42 @@ import json
 
 import pytest
 import torch
+from conftest import DATA_DIR
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
 from hf_supermask.directions import main
 
-from conftest import DATA_DIR
-
 
 def test_directions_share_one_random_network(tmp_path):
-    flags = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--output_dir", str(tmp_path / "out"),
-             "--results_dir", str(tmp_path / "results"), "--models_dir", str(tmp_path / "models"), "--directions", "en-de,en-fr", "--dense_directions", "en-fr",
-             "--combinations", "en-de+en-fr"]  # fmt: skip
+    flags = [
+        "--smoke",
+        "true",
+        "--data_dir",
+        str(DATA_DIR),
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--results_dir",
+        str(tmp_path / "results"),
+        "--models_dir",
+        str(tmp_path / "models"),
+        "--directions",
+        "en-de,en-fr",
+        "--dense_directions",
+        "en-fr",
+        "--combinations",
+        "en-de+en-fr",
+    ]
     table = main(flags)
     results = {d: json.loads((tmp_path / "results" / d / "supermask.json").read_text()) for d in ("en-de", "en-fr")}
-    assert results["en-fr"]["direction"] == "en-fr" and results["en-fr"]["tokenizer_languages"] == ["en", "de", "fr", "cs"]
-    assert (tmp_path / "results" / "en-fr" / "dense.json").exists() and not (tmp_path / "results" / "en-de" / "dense.json").exists()
+    assert results["en-fr"]["direction"] == "en-fr" and results["en-fr"]["tokenizer_languages"] == [
+        "en",
+        "de",
+        "fr",
+        "cs",
+    ]
+    assert (tmp_path / "results" / "en-fr" / "dense.json").exists() and not (
+        tmp_path / "results" / "en-de" / "dense.json"
+    ).exists()
     # both model types get the BLEU study's chosen recipes (dropout 0 for each)
     dense = json.loads((tmp_path / "results" / "en-fr" / "dense.json").read_text())
     assert dense["recipe"]["dropout"] == "0" and results["en-fr"]["recipe"]["dropout"] == "0"
@@ -32,7 +53,12 @@ def test_directions_share_one_random_network(tmp_path):
 
     # each finished direction is shipped as a mask-only model of its own, with the joint tokenizer and a card
     folders = {d: tmp_path / "models" / d for d in results}
-    assert {p.name for p in folders["en-fr"].iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "README.md"}
+    assert {p.name for p in folders["en-fr"].iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "README.md",
+    }
     assert "language:\n- en\n- fr" in (folders["en-fr"] / "README.md").read_text()
     german, french = (AutoModelForSeq2SeqLM.from_pretrained(folders[d]).eval() for d in ("en-de", "en-fr"))
     assert german.config.weights_sha256 == french.config.weights_sha256  # one seed, shape and vocabulary
@@ -44,11 +70,17 @@ def test_directions_share_one_random_network(tmp_path):
     labels = torch.tensor([[5, 6, 7, tokenizer.eos_token_id]])
     with torch.no_grad():
         german.set_active_masks("en-fr")
-        torch.testing.assert_close(german(**batch, labels=labels).logits, french(**batch, labels=labels).logits, rtol=0, atol=0)
+        torch.testing.assert_close(
+            german(**batch, labels=labels).logits, french(**batch, labels=labels).logits, rtol=0, atol=0
+        )
     # the pipeline picks the set from the task's direction
     translator = pipeline("translation_en_to_fr", model=german, tokenizer=tokenizer, device="cpu")
-    assert translator(["A dog runs."], max_new_tokens=4)[0]["translation_text"] == pipeline(
-        "translation", model=french, tokenizer=tokenizer, device="cpu")(["A dog runs."], max_new_tokens=4)[0]["translation_text"]  # fmt: skip
+    assert (
+        translator(["A dog runs."], max_new_tokens=4)[0]["translation_text"]
+        == pipeline("translation", model=french, tokenizer=tokenizer, device="cpu")(["A dog runs."], max_new_tokens=4)[
+            0
+        ]["translation_text"]
+    )
 
 
 def test_directions_refuse_bad_input(tmp_path):
@@ -57,20 +89,45 @@ def test_directions_refuse_bad_input(tmp_path):
     from hf_supermask.study import main as study_main
 
     with pytest.raises(ValueError, match="lacks"):
-        study_main(["--source_lang", "en", "--target_lang", "fr", "--tokenizer_languages", "en,de",
-                    "--output_dir", str(tmp_path / "o"), "--results_dir", str(tmp_path / "r")])  # fmt: skip
+        study_main(
+            [
+                "--source_lang",
+                "en",
+                "--target_lang",
+                "fr",
+                "--tokenizer_languages",
+                "en,de",
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--results_dir",
+                str(tmp_path / "r"),
+            ]
+        )
 
 
 def test_a_tokenizer_trained_for_other_languages_is_refused(tmp_path):
-    from hf_supermask.study import LANGUAGES_FILE, main as study_main
+    from hf_supermask.study import LANGUAGES_FILE
+    from hf_supermask.study import main as study_main
 
     folder = tmp_path / "o" / "tokenizer"
     folder.mkdir(parents=True)
     (folder / "tokenizer.json").write_text("{}")
     (folder / LANGUAGES_FILE).write_text(json.dumps({"languages": ["en", "de"], "vocab_size": 8000}))
     with pytest.raises(ValueError, match="was trained for"):
-        study_main(["--source_lang", "en", "--target_lang", "fr", "--tokenizer_languages", "en,de,fr,cs",
-                    "--output_dir", str(tmp_path / "o"), "--results_dir", str(tmp_path / "r")])  # fmt: skip
+        study_main(
+            [
+                "--source_lang",
+                "en",
+                "--target_lang",
+                "fr",
+                "--tokenizer_languages",
+                "en,de,fr,cs",
+                "--output_dir",
+                str(tmp_path / "o"),
+                "--results_dir",
+                str(tmp_path / "r"),
+            ]
+        )
     (folder / LANGUAGES_FILE).unlink()  # made before the languages were recorded: unknown, so refused too
     with pytest.raises(ValueError, match="unknown languages"):
         study_main(["--output_dir", str(tmp_path / "o"), "--results_dir", str(tmp_path / "r")])

@@ -16,22 +16,28 @@ import urllib.request
 
 import pytest
 import torch
+from conftest import read_lines, tiny_config
+from hub_server import HubServer
 from safetensors import safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
-
-from hf_supermask import SupermaskForConditionalGeneration
 from transformers import AutoModelForSeq2SeqLM
 
-from conftest import read_lines, tiny_config
-from hub_server import HubServer
+from hf_supermask import SupermaskForConditionalGeneration
 
 
 REPO = "user/tiny-supermask"
 TOKEN = "hf_test"
 SOURCES = read_lines("test_2016_flickr", "en", 4)
-REMOTE_CODE = ("configuration_supermask.py", "modeling_supermask.py", "masked_layers.py", "binarizers.py",
-               "random_weights.py", "external_weights.py", "pipeline_translation.py")  # fmt: skip
+REMOTE_CODE = (
+    "configuration_supermask.py",
+    "modeling_supermask.py",
+    "masked_layers.py",
+    "binarizers.py",
+    "random_weights.py",
+    "external_weights.py",
+    "pipeline_translation.py",
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +66,9 @@ def hub(tmp_path_factory):
             # huggingface_hub read these at import (conftest imported it offline); its code reads them as
             # `constants.X` at call time, so patching the module attributes is enough in this process.
             patch.setattr(constants, "ENDPOINT", server.url)
-            patch.setattr(constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}")
+            patch.setattr(
+                constants, "HUGGINGFACE_CO_URL_TEMPLATE", server.url + "/{repo_id}/resolve/{revision}/{filename}"
+            )
             patch.setattr(constants, "HF_URL_HOSTS", constants.HF_URL_HOSTS | {"127.0.0.1"})
             patch.setattr(constants, "HF_HUB_OFFLINE", False)  # `is_offline_mode()` (also transformers') returns it
             patch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
@@ -134,8 +142,12 @@ def _start_loading(hub, tmp_path, mode: str, revision: str = "") -> subprocess.P
     env.pop("HF_HUB_CACHE", None)
     return subprocess.Popen(
         [sys.executable, "-c", _LOAD, mode, REPO, revision, json.dumps(SOURCES)],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _result(process: subprocess.Popen) -> dict:
@@ -153,8 +165,14 @@ def test_push_to_hub_then_load_by_repo_id_with_and_without_the_package(hub, push
     from huggingface_hub import HfApi, hf_hub_download
 
     files = set(HfApi().list_repo_files(REPO))
-    assert {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json",
-            "tokenizer_config.json", *REMOTE_CODE} <= files, files  # fmt: skip
+    assert {
+        "model.safetensors",
+        "config.json",
+        "generation_config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        *REMOTE_CODE,
+    } <= files, files
     assert not any(name.endswith((".bin", ".pt", ".pth")) for name in files)
     with safe_open(hf_hub_download(REPO, "model.safetensors"), framework="pt") as reader:
         assert {reader.get_slice(key).get_dtype() for key in reader.keys()} == {"U8"}
@@ -181,14 +199,19 @@ def test_push_to_hub_then_load_by_repo_id_with_and_without_the_package(hub, push
     assert installed["ids"] == pushed["ids"]
     assert installed["texts"] == pushed["texts"]
 
-    assert remote["model"].startswith("transformers_modules") and remote["model"].endswith("SupermaskForConditionalGeneration")
+    assert remote["model"].startswith("transformers_modules") and remote["model"].endswith(
+        "SupermaskForConditionalGeneration"
+    )
     assert remote["pipeline"].startswith("transformers_modules")
     assert remote["ids"] == pushed["ids"]
     assert remote["texts"] == pushed["texts"]
 
 
 def _masks_equal(a, b) -> bool:
-    return all(torch.equal(x.current_mask(), y.current_mask()) for x, y in zip(a.masked_modules.values(), b.masked_modules.values()))
+    return all(
+        torch.equal(x.current_mask(), y.current_mask())
+        for x, y in zip(a.masked_modules.values(), b.masked_modules.values())
+    )
 
 
 def test_tampered_repo_is_refused(hub, pushed):
@@ -202,7 +225,9 @@ def test_tampered_repo_is_refused(hub, pushed):
     try:
         config = json.loads(config_bytes)
         config["seed"] = 99
-        api.create_commit(REPO, [CommitOperationAdd("config.json", json.dumps(config).encode())], commit_message="Edit seed")
+        api.create_commit(
+            REPO, [CommitOperationAdd("config.json", json.dumps(config).encode())], commit_message="Edit seed"
+        )
         with pytest.raises(ValueError, match="sha256"):
             AutoModelForSeq2SeqLM.from_pretrained(REPO)
 
@@ -211,10 +236,12 @@ def test_tampered_repo_is_refused(hub, pushed):
         tensors[name][3] = 0 if tensors[name][3] else 0xFF
         api.create_commit(
             REPO,
-            [CommitOperationAdd("config.json", config_bytes),
-             CommitOperationAdd("model.safetensors", save_safetensors(tensors, metadata={"format": "pt"}))],
+            [
+                CommitOperationAdd("config.json", config_bytes),
+                CommitOperationAdd("model.safetensors", save_safetensors(tensors, metadata={"format": "pt"})),
+            ],
             commit_message="Flip a mask byte",
-        )  # fmt: skip
+        )
         with pytest.raises(ValueError, match="keeps"):
             AutoModelForSeq2SeqLM.from_pretrained(REPO)
     finally:
@@ -222,7 +249,7 @@ def test_tampered_repo_is_refused(hub, pushed):
             REPO,
             [CommitOperationAdd("config.json", config_bytes), CommitOperationAdd("model.safetensors", masks_bytes)],
             commit_message="Restore",
-        )  # fmt: skip
+        )
     assert hub.head(REPO) != pushed["sha"]
     # the pinned commit never changed, and the restored branch loads again
     for revision in (pushed["sha"], None):
@@ -248,20 +275,40 @@ def test_absent_file_is_entry_not_found_and_files_are_listed(hub, pushed):
 
 def test_training_script_pushes_the_mask_only_folder(hub, tiny_tokenizer, tmp_path):
     """`--push_to_hub --hub_model_id` uploads the published folder (masks, card, code), never the checkpoints."""
+    from conftest import DATA_DIR
     from huggingface_hub import HfApi
 
     from hf_supermask.training import parse_args, run_translation
 
-    from conftest import DATA_DIR
-
     tiny_tokenizer.save_pretrained(tmp_path / "tokenizer")
     flags = [
-        "--output_dir", str(tmp_path / "out"), "--data_dir", str(DATA_DIR), "--tokenizer_name", str(tmp_path / "tokenizer"),
-        "--config_overrides", "d_model=32,encoder_layers=1,decoder_layers=1,encoder_ffn_dim=64,decoder_ffn_dim=64,"
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--data_dir",
+        str(DATA_DIR),
+        "--tokenizer_name",
+        str(tmp_path / "tokenizer"),
+        "--config_overrides",
+        "d_model=32,encoder_layers=1,decoder_layers=1,encoder_ffn_dim=64,decoder_ffn_dim=64,"
         "encoder_attention_heads=4,decoder_attention_heads=4,max_position_embeddings=128",
-        "--max_train_samples", "32", "--do_train", "--max_steps", "2", "--save_steps", "1", "--report_to", "none",
-        "--num_examples", "0", "--disable_tqdm", "true", "--push_to_hub", "true", "--hub_model_id", "user/trained",
-    ]  # fmt: skip
+        "--max_train_samples",
+        "32",
+        "--do_train",
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "1",
+        "--report_to",
+        "none",
+        "--num_examples",
+        "0",
+        "--disable_tqdm",
+        "true",
+        "--push_to_hub",
+        "true",
+        "--hub_model_id",
+        "user/trained",
+    ]
     results = run_translation(*parse_args(flags))
     files = set(HfApi().list_repo_files("user/trained", revision=results["hub_commit"]))
     assert {"model.safetensors", "config.json", "README.md", "tokenizer.json", "modeling_supermask.py"} <= files

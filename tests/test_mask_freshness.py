@@ -9,11 +9,10 @@ import json
 
 import pytest
 import torch
+from conftest import read_lines, tiny_config
 
 from hf_supermask import SupermaskForConditionalGeneration
 from hf_supermask.modeling import masked_layers
-
-from conftest import read_lines, tiny_config
 
 
 ENGLISH, GERMAN = read_lines("train", "en", 8), read_lines("train", "de", 8)
@@ -127,8 +126,10 @@ def test_eval_mode_steps_and_in_place_edits(tiny_tokenizer, batch, tmp_path):
     _logits(model, batch)  # folds again, before the step
     optimizer.step()
     _assert_fresh(model, batch)
-    shuffled = {n: m.scores.detach().flatten()[torch.randperm(m.scores.numel())].view(m.shape)
-                for n, m in model.masked_modules.items()}  # fmt: skip
+    shuffled = {
+        n: m.scores.detach().flatten()[torch.randperm(m.scores.numel())].view(m.shape)
+        for n, m in model.masked_modules.items()
+    }
     for name, module in model.masked_modules.items():
         module.scores.data.copy_(shuffled[name])
     model.eval()

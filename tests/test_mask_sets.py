@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import read_lines, tiny_config
 
 from hf_supermask import SupermaskForConditionalGeneration
-
-from conftest import read_lines, tiny_config
 
 
 SOURCES = read_lines("test_2016_flickr", "en", 4)
@@ -61,10 +60,14 @@ def test_switching_mask_sets_equals_separately_loaded_models(two_directions, tin
 
 def _state_bytes(model, name: str) -> int:
     """Bytes an inactive mask set holds."""
-    return sum(t.numel() * t.element_size() for state in model._inactive_mask_sets[name].values() for t in state.values())
+    return sum(
+        t.numel() * t.element_size() for state in model._inactive_mask_sets[name].values() for t in state.values()
+    )
 
 
-def test_inactive_loaded_sets_hold_one_bit_per_weight_and_trained_sets_keep_their_scores(two_directions, tiny_tokenizer):
+def test_inactive_loaded_sets_hold_one_bit_per_weight_and_trained_sets_keep_their_scores(
+    two_directions, tiny_tokenizer
+):
     model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"]).eval()
     model.load_masks(two_directions["en-fr"], "en-fr")
     maskable = sum(module.weight.numel() for module in model.masked_modules.values())
@@ -112,15 +115,19 @@ def test_the_translation_pipeline_picks_the_mask_set(two_directions, tiny_tokeni
     model.rename_mask_set("default", "en-de")
     assert model.mask_sets == ("en-fr", "en-de")
     german = pipeline("translation_en_to_de", model=model, tokenizer=tiny_tokenizer, device="cpu")
-    assert german(SOURCES, max_new_tokens=6) == pipeline("translation", model=str(two_directions["en-de"]), device="cpu")(
-        SOURCES, max_new_tokens=6)  # fmt: skip
+    assert german(SOURCES, max_new_tokens=6) == pipeline(
+        "translation", model=str(two_directions["en-de"]), device="cpu"
+    )(SOURCES, max_new_tokens=6)
     assert model.active_masks == "en-de"
 
 
 def test_masks_found_over_other_weights_are_refused(two_directions, tiny_tokenizer, tmp_path):
     model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
-    for name, overrides in (("other-seed", {"seed": 99}), ("other-shape", {"encoder_ffn_dim": 32}),
-                            ("other-density", {"density": 0.3})):  # fmt: skip
+    for name, overrides in (
+        ("other-seed", {"seed": 99}),
+        ("other-shape", {"encoder_ffn_dim": 32}),
+        ("other-density", {"density": 0.3}),
+    ):
         _scrambled(tiny_config(vocab_size=len(tiny_tokenizer), **overrides), 3).save_pretrained(tmp_path / name)
         with pytest.raises(ValueError, match="found over other weights or at another density"):
             model.load_masks(tmp_path / name, name)
@@ -157,9 +164,7 @@ def test_mask_overlap_and_non_target_combinations(two_directions, tiny_tokenizer
 
 
 def test_mask_sets_benchmark_smoke(two_directions):
-    from hf_supermask.benchmark import benchmark_mask_sets
-
-    from hf_supermask.benchmark import mask_sets_markdown
+    from hf_supermask.benchmark import benchmark_mask_sets, mask_sets_markdown
 
     results = benchmark_mask_sets([str(p) for p in two_directions.values()], SOURCES[:2], repetitions=2)
     one, separate = results["one_model"], results["separate"]

@@ -197,11 +197,25 @@ def test_compute_metrics_degraded_matches_sacrebleu(tokenizer, metric, reference
 def _full_history() -> list[dict]:
     history = []
     for step in range(10, 210, 10):
-        history.append({"loss": 6.0 / (1 + step / 50), "learning_rate": 0.1, "epoch": step / 200, "step": step,
-                        "elapsed_seconds": step * 1.5})
+        history.append(
+            {
+                "loss": 6.0 / (1 + step / 50),
+                "learning_rate": 0.1,
+                "epoch": step / 200,
+                "step": step,
+                "elapsed_seconds": step * 1.5,
+            }
+        )
         if step % 50 == 0:
-            history.append({"eval_loss": 5.0 / (1 + step / 50), "eval_bleu": step / 10, "step": step,
-                            "eval_mask_changed_fraction": 0.2 / (step / 50), "elapsed_seconds": step * 1.5 + 3})
+            history.append(
+                {
+                    "eval_loss": 5.0 / (1 + step / 50),
+                    "eval_bleu": step / 10,
+                    "step": step,
+                    "eval_mask_changed_fraction": 0.2 / (step / 50),
+                    "elapsed_seconds": step * 1.5 + 3,
+                }
+            )
     history.append({"train_runtime": 300.0, "train_loss": 2.1, "step": 200, "epoch": 1.0})
     return history
 
@@ -254,7 +268,13 @@ def _card(**overrides):
         checkpoint_bytes=1_000_000,
         dense_fp32_bytes=32_000_000,
         plot_filename="training_curves.png",
-        base_config={"d_model": 256, "encoder_layers": 3, "seed": 0, "generator_version": 1, "weights_sha256": "0" * 64},
+        base_config={
+            "d_model": 256,
+            "encoder_layers": 3,
+            "seed": 0,
+            "generator_version": 1,
+            "weights_sha256": "0" * 64,
+        },
     )
     kwargs.update(overrides)
     return build_model_card(**kwargs)
@@ -308,8 +328,16 @@ def test_model_card_text():
 def test_model_card_without_results_or_plot():
     from hf_supermask.model_card import validate_model_card_metadata
 
-    card = _card(test_bleu=None, test_chrf=None, bleu_signature=None, plot_filename=None, checkpoint_bytes=None,
-                 dense_fp32_bytes=None, base_config=None, revision="0123456789abcdef0123456789abcdef01234567")
+    card = _card(
+        test_bleu=None,
+        test_chrf=None,
+        bleu_signature=None,
+        plot_filename=None,
+        checkpoint_bytes=None,
+        dense_fp32_bytes=None,
+        base_config=None,
+        revision="0123456789abcdef0123456789abcdef01234567",
+    )
     metadata = validate_model_card_metadata(card)
     assert "model-index" not in metadata and "model_name" not in metadata
     assert metadata["language"] == ["en", "de"]

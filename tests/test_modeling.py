@@ -10,14 +10,12 @@ import sys
 
 import pytest
 import torch
+from conftest import read_lines, tiny_config
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-
-from hf_supermask import SupermaskConfig, SupermaskForConditionalGeneration
-from hf_supermask.modeling.masked_layers import MaskedLinear
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, MarianMTModel
 
-from conftest import read_lines, tiny_config
+from hf_supermask import SupermaskConfig, SupermaskForConditionalGeneration
 
 
 SOURCES = read_lines("test_2016_flickr", "en", 6)
@@ -42,7 +40,10 @@ def _batch(tokenizer, sentences=SOURCES):
 
 
 def _masks_equal(a, b) -> bool:
-    return all(torch.equal(x.current_mask(), y.current_mask()) for x, y in zip(a.masked_modules.values(), b.masked_modules.values()))
+    return all(
+        torch.equal(x.current_mask(), y.current_mask())
+        for x, y in zip(a.masked_modules.values(), b.masked_modules.values())
+    )
 
 
 def test_auto_classes_are_registered():
@@ -55,9 +56,16 @@ def test_auto_classes_are_registered():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("density", 0.0), ("density", 1.5), ("weight_init", "orthogonal"), ("score_init", "zeros"),
-     ("encoder_attention_heads", 5), ("activation_function", "swoosh"), ("generator_version", 99)],
-)  # fmt: skip
+    [
+        ("density", 0.0),
+        ("density", 1.5),
+        ("weight_init", "orthogonal"),
+        ("score_init", "zeros"),
+        ("encoder_attention_heads", 5),
+        ("activation_function", "swoosh"),
+        ("generator_version", 99),
+    ],
+)
 def test_invalid_config_values_name_the_field(field, value):
     with pytest.raises(ValueError, match=field):
         tiny_config(**{field: value})
@@ -121,11 +129,14 @@ def test_save_load_gives_identical_logits_and_generations(checkpoint, tiny_token
     batch = _batch(tiny_tokenizer)
     decoder_input_ids = torch.full((len(SOURCES), 3), model.config.decoder_start_token_id)
     with torch.no_grad():
-        assert torch.equal(model(**batch, decoder_input_ids=decoder_input_ids).logits,
-                           loaded(**batch, decoder_input_ids=decoder_input_ids).logits)  # fmt: skip
+        assert torch.equal(
+            model(**batch, decoder_input_ids=decoder_input_ids).logits,
+            loaded(**batch, decoder_input_ids=decoder_input_ids).logits,
+        )
     for kwargs in ({"num_beams": 1}, {"num_beams": 3}):
-        assert torch.equal(model.generate(**batch, max_new_tokens=8, **kwargs),
-                           loaded.generate(**batch, max_new_tokens=8, **kwargs))  # fmt: skip
+        assert torch.equal(
+            model.generate(**batch, max_new_tokens=8, **kwargs), loaded.generate(**batch, max_new_tokens=8, **kwargs)
+        )
 
 
 def test_checkpoint_holds_only_packed_uint8_masks(checkpoint):
@@ -221,7 +232,7 @@ def test_batched_and_one_by_one_translations_are_equal(checkpoint, tiny_tokenize
         single = model.generate(**_batch(tiny_tokenizer, [sentence]), max_new_tokens=10, num_beams=2)
         row = batched[i][: single.shape[1]]
         assert torch.equal(row, single[0])
-        assert (batched[i][single.shape[1]:] == model.config.pad_token_id).all()
+        assert (batched[i][single.shape[1] :] == model.config.pad_token_id).all()
 
 
 def test_generate_uses_a_kv_cache(checkpoint, tiny_tokenizer):
@@ -250,12 +261,18 @@ def test_generation_never_emits_pad(checkpoint, tiny_tokenizer):
 
 def test_num_items_in_batch_normalises_by_tokens(checkpoint, tiny_tokenizer):
     model, _ = checkpoint
-    batch = tiny_tokenizer(SOURCES[:2], text_target=read_lines("test_2016_flickr", "de", 2), padding=True, return_tensors="pt")
+    batch = tiny_tokenizer(
+        SOURCES[:2], text_target=read_lines("test_2016_flickr", "de", 2), padding=True, return_tensors="pt"
+    )
     labels = batch["labels"].masked_fill(batch["labels"] == tiny_tokenizer.pad_token_id, -100)
     mean = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).loss
     items = int((labels != -100).sum())
-    summed = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels,
-                   num_items_in_batch=2 * items).loss  # fmt: skip
+    summed = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        labels=labels,
+        num_items_in_batch=2 * items,
+    ).loss
     torch.testing.assert_close(summed * 2, mean)
 
 
@@ -306,14 +323,17 @@ def test_export_dense_is_a_stock_marian_model_with_equal_outputs(checkpoint, tin
     dense = model.export_dense()
     assert type(dense) is MarianMTModel
     batch = _batch(tiny_tokenizer)
-    decoder_input_ids = tiny_tokenizer(read_lines("test_2016_flickr", "de", 6), return_tensors="pt", padding=True)["input_ids"]
+    decoder_input_ids = tiny_tokenizer(read_lines("test_2016_flickr", "de", 6), return_tensors="pt", padding=True)[
+        "input_ids"
+    ]
     with torch.no_grad():
         ours = model(**batch, decoder_input_ids=decoder_input_ids).logits
         theirs = dense(**batch, decoder_input_ids=decoder_input_ids).logits
     torch.testing.assert_close(theirs, ours, atol=1e-5, rtol=0)
     for kwargs in ({"num_beams": 1}, {"num_beams": 4}):
-        assert torch.equal(model.generate(**batch, max_new_tokens=10, **kwargs),
-                           dense.generate(**batch, max_new_tokens=10, **kwargs))  # fmt: skip
+        assert torch.equal(
+            model.generate(**batch, max_new_tokens=10, **kwargs), dense.generate(**batch, max_new_tokens=10, **kwargs)
+        )
     dense.save_pretrained(tmp_path / "dense")
     reloaded = MarianMTModel.from_pretrained(tmp_path / "dense")
     assert torch.equal(reloaded.generate(**batch, max_new_tokens=10), dense.generate(**batch, max_new_tokens=10))
@@ -347,15 +367,25 @@ print("RESULT " + json.dumps({
 
 def test_loads_with_remote_code_and_exports_without_the_package(checkpoint, tiny_tokenizer, tmp_path):
     model, path = checkpoint
-    for module_file in ("configuration_supermask.py", "modeling_supermask.py", "masked_layers.py", "binarizers.py",
-                        "random_weights.py", "external_weights.py", "pipeline_translation.py"):  # fmt: skip
+    for module_file in (
+        "configuration_supermask.py",
+        "modeling_supermask.py",
+        "masked_layers.py",
+        "binarizers.py",
+        "random_weights.py",
+        "external_weights.py",
+        "pipeline_translation.py",
+    ):
         assert (path / module_file).exists(), module_file
     model.export_dense().save_pretrained(tmp_path / "dense")
     env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
     result = subprocess.run(
         [sys.executable, "-c", _WITHOUT_PACKAGE, str(path), str(tmp_path / "dense"), json.dumps(SOURCES)],
-        env=env, cwd=tmp_path, capture_output=True, text=True,
-    )  # fmt: skip
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads(next(line[7:] for line in result.stdout.splitlines() if line.startswith("RESULT ")))
     assert out["module"].startswith("transformers_modules")
@@ -395,12 +425,15 @@ def test_ctranslate2_serves_the_export_unchanged(checkpoint, tiny_tokenizer, tmp
     results = translator.translate_batch(sources, beam_size=1, max_decoding_length=10)
     ours = model.generate(**_batch(tiny_tokenizer), max_new_tokens=11, num_beams=1)
     for result, row in zip(results, ours):
-        expected = tiny_tokenizer.convert_ids_to_tokens([t for t in row[1:].tolist() if t not in (0, model.config.pad_token_id)])
+        expected = tiny_tokenizer.convert_ids_to_tokens(
+            [t for t in row[1:].tolist() if t not in (0, model.config.pad_token_id)]
+        )
         assert result.hypotheses[0] == expected
 
 
 def test_fixed_embedding_from_another_checkpoint(tmp_path):
-    """The paper's fixed pre-trained embedding: referenced by path + sha256, never stored in the mask-only checkpoint."""
+    """The paper's fixed pre-trained embedding: referenced by path + sha256, never stored in the mask-only
+    checkpoint."""
     from hf_supermask.modeling.modeling_supermask import marian_config_for
 
     dense = MarianMTModel(marian_config_for(tiny_config()))

@@ -9,13 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
+from conftest import DATA_DIR, REPO_ROOT
 from transformers import AutoModelForSeq2SeqLM
 
 from hf_supermask import SupermaskForConditionalGeneration
 from hf_supermask.training import parse_args, run_translation
-
-from conftest import DATA_DIR, REPO_ROOT
 
 
 SCRIPT = str(REPO_ROOT / "scripts" / "train_translation.py")
@@ -30,11 +28,34 @@ GLOBAL_BATCH = 16
 
 def _flags(output_dir, tokenizer_dir, per_device_batch):
     return [
-        "--output_dir", str(output_dir), "--data_dir", str(DATA_DIR), "--tokenizer_name", str(tokenizer_dir),
-        "--config_overrides", SHAPE, "--max_train_samples", "160", "--do_train", "--max_steps", "6",
-        "--learning_rate", "5e-3", "--report_to", "none", "--save_strategy", "no", "--seed", "3", "--num_examples", "0",
-        "--disable_tqdm", "true", "--per_device_train_batch_size", str(per_device_batch),
-    ]  # fmt: skip
+        "--output_dir",
+        str(output_dir),
+        "--data_dir",
+        str(DATA_DIR),
+        "--tokenizer_name",
+        str(tokenizer_dir),
+        "--config_overrides",
+        SHAPE,
+        "--max_train_samples",
+        "160",
+        "--do_train",
+        "--max_steps",
+        "6",
+        "--learning_rate",
+        "5e-3",
+        "--report_to",
+        "none",
+        "--save_strategy",
+        "no",
+        "--seed",
+        "3",
+        "--num_examples",
+        "0",
+        "--disable_tqdm",
+        "true",
+        "--per_device_train_batch_size",
+        str(per_device_batch),
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +74,21 @@ def _masks(path):
 LAUNCHERS = {
     "torchrun": [str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2"],
     # accelerate's multi-process launcher; without GPUs the processes train on the CPU with gloo
-    "accelerate": [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0"],  # fmt: skip
+    "accelerate": [
+        str(BIN / "accelerate"),
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        "0",
+    ],
 }
 
 
@@ -71,8 +105,12 @@ def test_two_processes_find_the_same_masks_as_one(single_process, launcher):
     assert (output_dir / "model.safetensors").exists()
 
     single, distributed = _masks(root / "single"), _masks(output_dir)
-    initial = {n: m.current_mask() for n, m in SupermaskForConditionalGeneration(
-        AutoModelForSeq2SeqLM.from_pretrained(root / "single").config).masked_modules.items()}  # fmt: skip
+    initial = {
+        n: m.current_mask()
+        for n, m in SupermaskForConditionalGeneration(
+            AutoModelForSeq2SeqLM.from_pretrained(root / "single").config
+        ).masked_modules.items()
+    }
     total = sum(m.numel() for m in single.values())
     moved = sum(int((single[n] != initial[n]).sum()) for n in single)
     differing = sum(int((single[n] != distributed[n]).sum()) for n in single)

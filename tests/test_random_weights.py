@@ -10,11 +10,10 @@ import sys
 
 import pytest
 import torch
+from conftest import REPO_ROOT, tiny_config
 
 from hf_supermask import SupermaskForConditionalGeneration
 from hf_supermask.modeling.random_weights import fingerprint, generate_initial_scores, generate_weight
-
-from conftest import REPO_ROOT, tiny_config
 
 
 # Published masks are only meaningful with these exact weights. If a change to the generator moves any of these
@@ -77,7 +76,9 @@ def test_same_weights_in_other_processes_threads_and_cpu_kernels():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        here = {n: SupermaskForConditionalGeneration(tiny_config(**o)).random_weights.fingerprint for n, o in cases.items()}
+        here = {
+            n: SupermaskForConditionalGeneration(tiny_config(**o)).random_weights.fingerprint for n, o in cases.items()
+        }
     finally:
         torch.set_num_threads(threads)
     assert other == here == {name: expected for name, (_, expected) in GOLDEN_MODEL_FINGERPRINTS.items()}

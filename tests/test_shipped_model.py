@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import read_lines
 from transformers import AutoModelForSeq2SeqLM, pipeline
 
 from hf_supermask.demo import SHIPPED_MODEL
-
-from conftest import read_lines
 
 
 # Recorded when the model was shipped (its card states them too). They move only with the shipped model.

@@ -7,13 +7,12 @@ import json
 import pytest
 import torch
 import yaml
+from conftest import training_flags
 from safetensors import safe_open
 from transformers import AutoModelForSeq2SeqLM, TrainerCallback, pipeline
 
 from hf_supermask import SupermaskForConditionalGeneration
 from hf_supermask.training import SupermaskArguments, build_optimizer, parse_args, run_translation
-
-from conftest import training_flags
 
 
 def _args(output_dir, tokenizer_dir, *extra):
@@ -27,8 +26,17 @@ def _run(output_dir, tokenizer_dir, *extra, callbacks=None):
 def test_output_folder_is_what_a_user_needs(trained):
     output_dir, results = trained
     files = {p.name for p in output_dir.iterdir()}
-    for name in ("config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json",
-                 "README.md", "training_curves.png", "modeling_supermask.py", "pipeline_translation.py"):  # fmt: skip
+    for name in (
+        "config.json",
+        "generation_config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "README.md",
+        "training_curves.png",
+        "modeling_supermask.py",
+        "pipeline_translation.py",
+    ):
         assert name in files, name
     assert "training_args.bin" not in files and "optimizer.pt" not in files
     with safe_open(output_dir / "model.safetensors", framework="pt") as reader:
@@ -63,8 +71,16 @@ def test_model_card_metadata(trained):
     # The architecture table lists what defines the model, not every config.json field
     architecture = text.split("### Architecture")[1].split("##")[0]
     config = json.loads((output_dir / "config.json").read_text())
-    for field in ("d_model", "share_layers", "density", "weight_init", "seed", "generator_version", "weights_sha256",
-                  "masks_sha256"):  # fmt: skip
+    for field in (
+        "d_model",
+        "share_layers",
+        "density",
+        "weight_init",
+        "seed",
+        "generator_version",
+        "weights_sha256",
+        "masks_sha256",
+    ):
         assert f"| `{field}` | `{config[field]}` |" in architecture, field
     for noise in ("id2label", "chunk_size_feed_forward", "output_hidden_states", "problem_type", "auto_map"):
         assert noise not in architecture
@@ -115,7 +131,13 @@ def test_interrupted_and_resumed_run_ends_with_identical_masks(tmp_path, tokeniz
     _run(tmp_path / "straight", tokenizer_dir, *common)
     _run(tmp_path / "resumed", tokenizer_dir, *common, callbacks=[_Interrupt(4)])
     assert (tmp_path / "resumed" / "checkpoint-4").exists()
-    _run(tmp_path / "resumed", tokenizer_dir, *common, "--resume_from_checkpoint", str(tmp_path / "resumed" / "checkpoint-4"))
+    _run(
+        tmp_path / "resumed",
+        tokenizer_dir,
+        *common,
+        "--resume_from_checkpoint",
+        str(tmp_path / "resumed" / "checkpoint-4"),
+    )
     straight, resumed = _masks(tmp_path / "straight"), _masks(tmp_path / "resumed")
     interrupted_at_4 = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "resumed" / "checkpoint-4")
     assert any(not torch.equal(m.current_mask(), straight[n]) for n, m in interrupted_at_4.masked_modules.items())
@@ -124,9 +146,16 @@ def test_interrupted_and_resumed_run_ends_with_identical_masks(tmp_path, tokeniz
 
 def test_dense_marian_baseline_runs_with_the_same_pipeline(tmp_path, tokenizer_dir):
     results = _run(
-        tmp_path / "marian", tokenizer_dir, "--model_type", "marian", "--do_train", "--do_predict",
-        "--predict_with_generate", "--max_steps", "4",
-    )  # fmt: skip
+        tmp_path / "marian",
+        tokenizer_dir,
+        "--model_type",
+        "marian",
+        "--do_train",
+        "--do_predict",
+        "--predict_with_generate",
+        "--max_steps",
+        "4",
+    )
     assert results["model_type"] == "marian" and "test_bleu" in results
     model = AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "marian")
     assert type(model).__name__ == "MarianMTModel" and model.config.d_model == 32
@@ -135,11 +164,14 @@ def test_dense_marian_baseline_runs_with_the_same_pipeline(tmp_path, tokenizer_d
 
 def test_scores_get_their_own_learning_rate(tokenizer_dir, tmp_path):
     model_args, data_args, _, training_args = _args(tmp_path, tokenizer_dir, "--learning_rate", "1e-4")
-    from hf_supermask import SupermaskForConditionalGeneration as Model
     from conftest import tiny_config
 
+    from hf_supermask import SupermaskForConditionalGeneration as Model
+
     model = Model(tiny_config())
-    optimizer = build_optimizer(model, training_args, SupermaskArguments(score_learning_rate=0.02, score_weight_decay=0.0))
+    optimizer = build_optimizer(
+        model, training_args, SupermaskArguments(score_learning_rate=0.02, score_weight_decay=0.0)
+    )
     assert [group["lr"] for group in optimizer.param_groups] == [0.02]
     assert optimizer.param_groups[0]["weight_decay"] == 0.0
     assert len(optimizer.param_groups[0]["params"]) == len(model.masked_modules)
@@ -152,12 +184,16 @@ def test_json_file_then_overriding_flags(tmp_path):
     from conftest import REPO_ROOT
 
     demo = REPO_ROOT / "scripts" / "supermask_en_de.json"
-    model_args, data_args, _, training_args = parse_args([str(demo), "--max_steps", "20", "--output_dir", str(tmp_path)])
+    model_args, data_args, _, training_args = parse_args(
+        [str(demo), "--max_steps", "20", "--output_dir", str(tmp_path)]
+    )
     assert (training_args.max_steps, training_args.output_dir, training_args.do_train) == (20, str(tmp_path), True)
     assert data_args.num_beams == 5 and "attention_init=fairseq" in model_args.config_overrides  # from the file
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({**json.loads(demo.read_text()), "max_step": 20}))
-    with pytest.raises(ValueError, match=r"wrong.json has keys that are no arguments of the training script: \['max_step'\]"):
+    with pytest.raises(
+        ValueError, match=r"wrong.json has keys that are no arguments of the training script: \['max_step'\]"
+    ):
         parse_args([str(wrong)])
 
 
@@ -166,8 +202,15 @@ def test_the_model_loaded_decides_what_it_is(trained, tokenizer_dir, tmp_path):
     from hf_supermask.export import export_dense_folder
 
     export_dense_folder(trained[0], tmp_path / "dense")
-    results = _run(tmp_path / "out", tokenizer_dir, "--model_name_or_path", str(tmp_path / "dense"), "--do_eval",
-                   "--num_examples", "0")  # fmt: skip
+    results = _run(
+        tmp_path / "out",
+        tokenizer_dir,
+        "--model_name_or_path",
+        str(tmp_path / "dense"),
+        "--do_eval",
+        "--num_examples",
+        "0",
+    )
     assert results["model_type"] == "marian" and results["eval_loss"] > 0
 
 
@@ -185,8 +228,10 @@ def test_command_line_translate_and_export(trained, tmp_path):
     expected = pipeline("translation", model=str(output_dir))(source, num_beams=2)[0]["translation_text"]
     completed = subprocess.run(
         [sys.executable, "-m", "hf_supermask", "translate", str(output_dir), source, "--num_beams", "2"],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert completed.stdout.rstrip("\n").split("\n")[-1] == expected
 
     cli_main(["export-dense", str(output_dir), str(tmp_path / "dense")])
@@ -201,8 +246,9 @@ def test_command_line_translate_and_export(trained, tmp_path):
 def test_length_bucketed_batches_train(tokenizer_dir, tmp_path):
     from hf_supermask.training import load_data, load_tokenizer, parse_args, tokenize
 
-    model_args, data_args, _, training_args = parse_args(training_flags(
-        tmp_path / "out", tokenizer_dir, "--do_train", "--max_steps", "4", "--length_bucketed_batches"))  # fmt: skip
+    model_args, data_args, _, training_args = parse_args(
+        training_flags(tmp_path / "out", tokenizer_dir, "--do_train", "--max_steps", "4", "--length_bucketed_batches")
+    )
     raw = load_data(model_args, data_args, training_args)
     train = tokenize(raw, load_tokenizer(model_args, data_args, training_args, raw), data_args, training_args)["train"]
     assert len(train) == 4 * 16 and training_args.train_sampling_strategy == "sequential"

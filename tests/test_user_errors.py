@@ -9,13 +9,12 @@ import shutil
 import sys
 
 import pytest
+from conftest import SHAPE, read_lines, training_flags
 from transformers import AutoConfig
 
 from hf_supermask.cli import main as cli_main
 from hf_supermask.data import load_translation_dataset
 from hf_supermask.training import parse_args, run_translation
-
-from conftest import SHAPE, read_lines, training_flags
 
 
 def _cli_error(capsys, *argv, code=1) -> str:
@@ -56,8 +55,11 @@ def test_overwrite_output_dir_empties_the_folder_but_never_an_input(trained, tok
     # The tokenizer this run reads lies inside the folder: emptying it is refused.
     shutil.copytree(tokenizer_dir, copy / "tokenizer")
     args = parse_args(training_flags(copy, copy / "tokenizer", "--do_train", "--overwrite_output_dir"))
-    with pytest.raises(ValueError, match=f"--overwrite_output_dir would empty {copy}, which holds {copy / 'tokenizer'} "
-                                         r"\(an input of this run\)"):  # fmt: skip
+    with pytest.raises(
+        ValueError,
+        match=f"--overwrite_output_dir would empty {copy}, which holds {copy / 'tokenizer'} "
+        r"\(an input of this run\)",
+    ):
         check_run(*args)
     check_run(*parse_args(training_flags(copy, tokenizer_dir, "--do_train", "--overwrite_output_dir")))
     assert list(copy.iterdir()) == []
@@ -69,20 +71,39 @@ def test_overwrite_output_dir_empties_the_folder_but_never_an_input(trained, tok
 @pytest.mark.parametrize(
     "flags, differences",
     [
-        (["--weights_seed", "7", "--density", "0.25"],
-         ["density (--density): 0.5 in the checkpoint, 0.25 in this run",
-          "seed (--weights_seed): 0 in the checkpoint, 7 in this run"]),
-        (["--weight_init", "signed_constant"],
-         ["weight_init (--weight_init): 'kaiming_uniform' in the checkpoint, 'signed_constant' in this run"]),
-        (["--config_overrides", SHAPE.replace("d_model=32", "d_model=64")],
-         ["d_model (--config_overrides): 32 in the checkpoint, 64 in this run"]),
-        (["--model_type", "marian"], ["model_type (--model_type): 'supermask' in the checkpoint, 'marian' in this run"]),
+        (
+            ["--weights_seed", "7", "--density", "0.25"],
+            [
+                "density (--density): 0.5 in the checkpoint, 0.25 in this run",
+                "seed (--weights_seed): 0 in the checkpoint, 7 in this run",
+            ],
+        ),
+        (
+            ["--weight_init", "signed_constant"],
+            ["weight_init (--weight_init): 'kaiming_uniform' in the checkpoint, 'signed_constant' in this run"],
+        ),
+        (
+            ["--config_overrides", SHAPE.replace("d_model=32", "d_model=64")],
+            ["d_model (--config_overrides): 32 in the checkpoint, 64 in this run"],
+        ),
+        (
+            ["--model_type", "marian"],
+            ["model_type (--model_type): 'supermask' in the checkpoint, 'marian' in this run"],
+        ),
     ],
-)  # fmt: skip
+)
 def test_resuming_with_other_weights_names_each_differing_field(trained, tokenizer_dir, tmp_path, flags, differences):
     checkpoint = trained[0] / "checkpoint-4"
-    args = training_flags(tmp_path / "out", tokenizer_dir, "--do_train", "--max_steps", "8",
-                          "--resume_from_checkpoint", str(checkpoint), *flags)  # fmt: skip
+    args = training_flags(
+        tmp_path / "out",
+        tokenizer_dir,
+        "--do_train",
+        "--max_steps",
+        "8",
+        "--resume_from_checkpoint",
+        str(checkpoint),
+        *flags,
+    )
     with pytest.raises(ValueError) as error:
         run_translation(*parse_args(args))
     message = str(error.value)
@@ -139,7 +160,9 @@ def test_invalid_utf8_in_a_text_file_names_the_file_and_line(tmp_path):
     _write_pairs(tmp_path, "train", _real("train", "en", 5), german)
     with pytest.raises(ValueError) as error:
         load_translation_dataset(data_dir=tmp_path)
-    assert str(error.value).startswith(f"{tmp_path / 'train.de'}, line 3: invalid UTF-8 (byte 0xff at byte 5 of the line")
+    assert str(error.value).startswith(
+        f"{tmp_path / 'train.de'}, line 3: invalid UTF-8 (byte 0xff at byte 5 of the line"
+    )
     assert "Save the text as UTF-8" in str(error.value)
 
 
@@ -161,14 +184,23 @@ def test_invalid_utf8_in_a_jsonlines_file_names_the_file_and_line(tmp_path):
 @pytest.mark.parametrize(
     "empty, flags, message",
     [
-        ("val", ["--do_train", "--do_eval"], "The 'validation' split (val.en and val.de in {data}) has no sentence "
-                                             "pairs, but --do_eval needs it."),
-        ("train", ["--do_train"], "The 'train' split (train.en and train.de in {data}) has no sentence pairs, but "
-                                  "--do_train needs it."),
-        ("test_2016_flickr", ["--do_train", "--do_predict"], "--do_predict needs a 'test' split, but the data has none "
-                                                             "(only ['train', 'validation'])."),
+        (
+            "val",
+            ["--do_train", "--do_eval"],
+            "The 'validation' split (val.en and val.de in {data}) has no sentence pairs, but --do_eval needs it.",
+        ),
+        (
+            "train",
+            ["--do_train"],
+            "The 'train' split (train.en and train.de in {data}) has no sentence pairs, but --do_train needs it.",
+        ),
+        (
+            "test_2016_flickr",
+            ["--do_train", "--do_predict"],
+            "--do_predict needs a 'test' split, but the data has none (only ['train', 'validation']).",
+        ),
     ],
-)  # fmt: skip
+)
 def test_splits_the_run_uses_are_checked_before_training(tokenizer_dir, tmp_path, empty, flags, message):
     data = tmp_path / "data"
     for split in ("train", "val"):
@@ -186,8 +218,10 @@ def test_splits_the_run_uses_are_checked_before_training(tokenizer_dir, tmp_path
 def test_translate_says_the_model_folder_does_not_exist(tmp_path, capsys):
     missing = tmp_path / "outputs" / "no-such-model"
     error = _cli_error(capsys, "translate", str(missing), "A man.")
-    assert error == (f"hf-supermask: error: The model folder {missing} does not exist. (A Hub id has the form "
-                     "`user/name`, e.g. `Helsinki-NLP/opus-mt-en-de`.)\n")  # fmt: skip
+    assert error == (
+        f"hf-supermask: error: The model folder {missing} does not exist. (A Hub id has the form "
+        "`user/name`, e.g. `Helsinki-NLP/opus-mt-en-de`.)\n"
+    )
 
 
 @pytest.mark.parametrize("bad", [b"\xff", b"\xed\xa0\x80"], ids=["latin1-byte", "lone-surrogate"])
@@ -196,7 +230,9 @@ def test_translate_names_the_input_line_that_is_not_utf8(trained, monkeypatch, c
     lines[1] = lines[1][:6] + bad + lines[1][6:]
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n".join(lines) + b"\n")))
     error = _cli_error(capsys, "translate", str(trained[0]))
-    assert error.startswith(f"hf-supermask: error: standard input, line 2: invalid UTF-8 (byte 0x{bad[0]:02x} at byte 7")
+    assert error.startswith(
+        f"hf-supermask: error: standard input, line 2: invalid UTF-8 (byte 0x{bad[0]:02x} at byte 7"
+    )
 
 
 def test_translate_names_the_argument_that_is_not_utf8(trained, capsys):
@@ -218,8 +254,9 @@ def test_a_damaged_checkpoint_is_named_with_an_earlier_one(trained, tokenizer_di
     copy = _copy_run(trained, tmp_path)
     optimizer = copy / "checkpoint-8" / "optimizer.pt"
     optimizer.write_bytes(optimizer.read_bytes()[: int(cut * optimizer.stat().st_size)])
-    args = training_flags(copy, tokenizer_dir, "--do_train", "--max_steps", "12",
-                          "--resume_from_checkpoint", str(copy / "checkpoint-8"))  # fmt: skip
+    args = training_flags(
+        copy, tokenizer_dir, "--do_train", "--max_steps", "12", "--resume_from_checkpoint", str(copy / "checkpoint-8")
+    )
     with pytest.raises(ValueError) as error:
         run_translation(*parse_args(args))
     assert str(error.value) == (
@@ -234,6 +271,8 @@ def test_a_damaged_checkpoint_is_named_with_an_earlier_one(trained, tokenizer_di
 
 def test_a_run_with_nothing_to_do_is_refused(tokenizer_dir, tmp_path, capsys):
     error = _cli_error(capsys, "train", *training_flags(tmp_path / "out", tokenizer_dir))
-    assert error == ("hf-supermask: error: Nothing to do: pass --do_train (train and save the model in --output_dir), "
-                     "--do_eval (score it on the validation split) and/or --do_predict (score it on the test split).\n")  # fmt: skip
+    assert error == (
+        "hf-supermask: error: Nothing to do: pass --do_train (train and save the model in --output_dir), "
+        "--do_eval (score it on the validation split) and/or --do_predict (score it on the test split).\n"
+    )
     assert not (tmp_path / "out").exists()

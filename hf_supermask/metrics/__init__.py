@@ -19,8 +19,9 @@ package data) and load it by local path. For a local *directory*, `evaluate.load
 inside it (`<dir>/<dir name>.py`) and never contacts the Hub.
 """
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -101,7 +102,7 @@ def make_compute_metrics(tokenizer, metric=None) -> Callable[[Any], dict[str, fl
         labels = np.where(labels != -100, labels, pad_token_id)
 
         decoded_preds = [p.strip() for p in tokenizer.batch_decode(preds, skip_special_tokens=True)]
-        decoded_labels = [l.strip() for l in tokenizer.batch_decode(labels, skip_special_tokens=True)]
+        decoded_labels = [label.strip() for label in tokenizer.batch_decode(labels, skip_special_tokens=True)]
 
         result = metric.compute(predictions=decoded_preds, references=decoded_labels)
         compute_metrics.last_result = result

@@ -19,14 +19,11 @@ offline, and the `evaluate` wheel ships no metric scripts. This module follows t
 (see `hf_supermask.metrics.load_translation_metric`).
 """
 
-from typing import Optional
-
 import datasets
+import evaluate
 import sacrebleu as scb
 from packaging import version
 from sacrebleu.metrics import BLEU, CHRF
-
-import evaluate
 
 
 _CITATION = """\
@@ -164,7 +161,7 @@ class SacrebleuChrf(evaluate.Metric):
         tokenize: str = "13a",
         lowercase: bool = False,
         smooth_method: str = "exp",
-        smooth_value: Optional[float] = None,
+        smooth_value: float | None = None,
         force: bool = False,
         use_effective_order: bool = False,
         char_order: int = CHRF.CHAR_ORDER,
