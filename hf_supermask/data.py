@@ -21,9 +21,10 @@ from .files import check_utf8, read_lines
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# Multi30k as plain `split.lang` text files, shared next to the repository (never copied into it).
-DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "multi30k"
+# Where Multi30k is looked for when no data is named: the shared copy beside a checkout (relative to the working
+# directory, as `make demo` runs), then, online, the Hub dataset (en and de only).
+SHARED_DATA_DIR = Path("..") / "shared" / "data" / "multi30k"
+HUB_DATASET = "bentrevett/multi30k"
 
 # Canonical split -> file stems (or Hub split names) accepted for it, in order of preference. Multi30k calls its
 # splits train / val / test_2016_flickr.
@@ -37,16 +38,22 @@ PathLike = str | os.PathLike
 
 
 def default_data_dir() -> Path | None:
-    """Returns [`DEFAULT_DATA_DIR`] if it exists, else `None`."""
-    return DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None
+    """Returns [`SHARED_DATA_DIR`] (relative to the working directory) if it exists, else `None`."""
+    return SHARED_DATA_DIR if SHARED_DATA_DIR.is_dir() else None
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_DATASETS_OFFLINE", "0").upper() in ("1", "ON", "YES")
 
 
 def _no_data_error(looked_up: str) -> FileNotFoundError:
     return FileNotFoundError(
         f"No parallel data found: looked up {looked_up}. Pass `--data_dir PATH` to a folder of `split.lang` text "
-        "files (e.g. train.en/train.de, val.en/val.de, test_2016_flickr.en/test_2016_flickr.de), or "
-        '`--train_file/--validation_file` jsonlines files with one {"translation": {...}} object per line, or '
-        "(online) `--dataset_name bentrevett/multi30k`."
+        "files (Multi30k's train.en/train.de, val.en/val.de, test_2016_flickr.en/test_2016_flickr.de), or place "
+        f"Multi30k in {SHARED_DATA_DIR} (relative to the working directory), or, online, pass "
+        f"`--dataset_name {HUB_DATASET}` (en and de); jsonlines files go through `--train_file/--validation_file`."
     )
 
 
@@ -202,7 +209,8 @@ def load_translation_dataset(
        `val`/`valid`/`validation`/`dev` or `test`/`test_2016_flickr` (Multi30k's test set);
     3. `dataset_name`: a dataset on the Hugging Face Hub, e.g. `bentrevett/multi30k` (flat `en`/`de` columns) or
        `wmt16` with `dataset_config_name="de-en"` (already in the `translation` format);
-    4. nothing: [`default_data_dir`], the shared Multi30k copy next to the repository.
+    4. nothing: [`SHARED_DATA_DIR`] (`../shared/data/multi30k` from the working directory) if it exists, else
+       (online) the Hub dataset [`HUB_DATASET`] (`bentrevett/multi30k`, en and de).
 
     Text is returned verbatim (no stripping or normalisation); that is the tokenizer's job.
 
@@ -259,9 +267,18 @@ def load_translation_dataset(
             {split: _with_origin(d, f"the {split} split of {dataset_name}") for split, d in dataset_dict.items()}
         )
     data_dir = default_data_dir()
-    if data_dir is None:
-        raise _no_data_error(f"the default data_dir {str(DEFAULT_DATA_DIR)!r}, which does not exist")
-    return _load_from_data_dir(data_dir, source_lang, target_lang, split_names)
+    if data_dir is not None:
+        return _load_from_data_dir(data_dir, source_lang, target_lang, split_names)
+    looked_up = f"no --data_dir given, {str(SHARED_DATA_DIR)!r} (from {os.getcwd()}) does not exist"
+    if _hub_offline():
+        raise _no_data_error(f"{looked_up}, and the Hub is offline (HF_HUB_OFFLINE / HF_DATASETS_OFFLINE)")
+    logger.info("No local data: loading the Hub dataset %s.", HUB_DATASET)
+    try:
+        return load_translation_dataset(
+            source_lang, target_lang, dataset_name=HUB_DATASET, split_names=split_names, cache_dir=cache_dir
+        )
+    except Exception as error:  # no network, or languages the Hub dataset lacks
+        raise _no_data_error(f"{looked_up}, and the Hub dataset {HUB_DATASET} failed ({error})") from error
 
 
 def _load_jsonlines(

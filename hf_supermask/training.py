@@ -103,7 +103,10 @@ class DataTrainingArguments:
     target_lang: str = field(default="de", metadata={"help": "Target language id."})
     data_dir: str | None = field(
         default=None,
-        metadata={"help": "Folder of `split.lang` text files (default: ../shared/data/multi30k next to the repo)."},
+        metadata={
+            "help": "Folder of `split.lang` text files. Default: ../shared/data/multi30k (from the working "
+            "directory) if it exists, else (online) the Hub dataset bentrevett/multi30k."
+        },
     )
     dataset_name: str | None = field(default=None, metadata={"help": "Hub dataset, e.g. `bentrevett/multi30k`."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Config name of the Hub dataset."})

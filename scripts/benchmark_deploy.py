@@ -4,14 +4,16 @@
     python scripts/benchmark_deploy.py hf_supermask/pretrained/supermask-multi30k-en-de \
         --output_markdown benchmarks/deploy_results.md --output_json benchmarks/deploy_results.json
 
-Needs the optional extra: pip install -e .[ctranslate2]. The logic is `hf_supermask.deploy.benchmark_backends`.
+Needs the optional extra: pip install -e .[ctranslate2]. The logic is `experiments.benchmark_deploy`.
 """
 
 import argparse
 import json
 import tempfile
 
-from hf_supermask.deploy import backends_table, benchmark_backends
+import _checkout  # noqa: F401  (experiments/ is beside the package, not installed)
+
+from experiments.benchmark_deploy import backends_table, benchmark_backends
 
 
 if __name__ == "__main__":

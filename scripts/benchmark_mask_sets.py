@@ -14,10 +14,11 @@ import os
 import shlex
 import sys
 
+import _checkout  # noqa: F401  (experiments/ is beside the package, not installed)
 from transformers import HfArgumentParser
 
-from hf_supermask.benchmark import MaskSetsBenchmarkArguments, benchmark_mask_sets, mask_sets_markdown
-from hf_supermask.data import DEFAULT_DATA_DIR
+from experiments.benchmark_mask_sets import MaskSetsBenchmarkArguments, benchmark_mask_sets, mask_sets_markdown
+from hf_supermask.data import SHARED_DATA_DIR
 from hf_supermask.files import read_lines
 
 
@@ -25,7 +26,7 @@ if __name__ == "__main__":
     (args,) = HfArgumentParser(MaskSetsBenchmarkArguments).parse_args_into_dataclasses()
     if len(args.folders) < 2:
         sys.exit(f"Need at least two mask-only checkpoints over the same random weights; got {args.folders}.")
-    sentences_file = args.sentences_file or str(DEFAULT_DATA_DIR / "test_2016_flickr.en")
+    sentences_file = args.sentences_file or str(SHARED_DATA_DIR / "test_2016_flickr.en")
     if not os.path.isfile(sentences_file):
         sys.exit(f"No sentences file at {sentences_file}: pass --sentences_file PATH (one source sentence a line).")
     results = benchmark_mask_sets(args.folders, read_lines(sentences_file, args.num_sentences), args.repetitions)

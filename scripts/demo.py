@@ -4,7 +4,9 @@
 python scripts/demo.py [--train_steps 300] [--data_dir ../shared/data/multi30k]
 """
 
-from hf_supermask.demo import main
+import _checkout  # noqa: F401  (experiments/ is beside the package, not installed)
+
+from experiments.demo import main
 
 
 if __name__ == "__main__":

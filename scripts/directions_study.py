@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Four translation directions over one random network (long; resumable). See hf_supermask/directions.py.
+"""Four translation directions over one random network (long; resumable). See experiments/directions.py.
 
 python scripts/directions_study.py --directions en-de,de-en --threads 1 &
 python scripts/directions_study.py --directions en-fr,en-cs --threads 1 &
@@ -7,7 +7,9 @@ wait
 python scripts/directions_study.py --report_only   # the table, the overlap figure, non-target combinations
 """
 
-from hf_supermask.directions import main
+import _checkout  # noqa: F401  (experiments/ is beside the package, not installed)
+
+from experiments.directions import main
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 python scripts/logit_statistics.py outputs/bleu_study/dense outputs/bleu_study/supermask
 """
 
-from hf_supermask.logit_statistics import main
+import _checkout  # noqa: F401  (experiments/ is beside the package, not installed)
+
+from experiments.logit_statistics import main
 
 
 if __name__ == "__main__":

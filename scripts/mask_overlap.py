@@ -9,10 +9,11 @@ and by layer, against the chance level (= density).
 import argparse
 import itertools
 
+import _checkout  # noqa: F401  (experiments/ is beside the package, not installed)
 from transformers import AutoModelForSeq2SeqLM
 
 import hf_supermask  # noqa: F401
-from hf_supermask.mask_analysis import mask_overlap, overlap_table, plot_overlaps
+from experiments.mask_analysis import mask_overlap, overlap_table, plot_overlaps
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import sys
 import pytest
 from conftest import DATA_DIR, REPO_ROOT
 
-from hf_supermask.benchmark import BenchmarkArguments, run_benchmark
+from experiments.benchmark_models import BenchmarkArguments, run_benchmark
 
 
 IN_PROCESS_METRICS = {

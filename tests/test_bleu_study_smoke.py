@@ -7,8 +7,8 @@ import json
 import pytest
 from conftest import DATA_DIR
 
-from hf_supermask.logit_statistics import main as logit_statistics_main
-from hf_supermask.study import main
+from experiments.bleu_study import main
+from experiments.logit_statistics import main as logit_statistics_main
 
 
 def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
@@ -47,7 +47,7 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     # each row records its machine; a ratio to a dense row from another kind of machine is flagged
     assert rows["dense"]["machine"]["cpu"] and rows["dense"]["machine"]["threads"] == 1
     assert "Machines: dense:" in table and "not comparable" not in table
-    from hf_supermask.study import write_report
+    from experiments.bleu_study import write_report
 
     other = tmp_path / "other_machine"
     other.mkdir()
@@ -73,7 +73,7 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
     # a finished row ships as a mask-only folder with a card stating its measured scores
     from transformers import pipeline
 
-    from hf_supermask.study import ship_row
+    from experiments.bleu_study import ship_row
 
     shipped = ship_row(tmp_path / "results", tmp_path / "out", "supermask", tmp_path / "shipped")
     assert {p.name for p in shipped.iterdir()} >= {"config.json", "model.safetensors", "tokenizer.json", "README.md"}
@@ -97,7 +97,7 @@ def test_bleu_study_smoke_runs_resumes_and_reports(tmp_path):
 
 
 def test_decoding_grid_is_every_combination():
-    from hf_supermask.study import decoding_grid
+    from experiments.bleu_study import decoding_grid
 
     grid = decoding_grid("no_repeat_ngram_size=0,3;length_penalty=1.0,1.5")
     assert grid == [

@@ -2,18 +2,17 @@
 """Tests for `hf_supermask.data` and `hf_supermask.tokenization`, on slices of the real Multi30k files."""
 
 import json
-import os
 import unicodedata
 from pathlib import Path
 
 import datasets
 import pytest
+from conftest import DATA_DIR
 from datasets import Dataset, DatasetDict
 from transformers import AutoTokenizer, DataCollatorForSeq2Seq
 
-from hf_supermask import data
 from hf_supermask.data import (
-    DEFAULT_DATA_DIR,
+    SHARED_DATA_DIR,
     default_data_dir,
     load_translation_dataset,
     make_preprocess_function,
@@ -28,12 +27,9 @@ MULTI30K_FILES = [f"{split}.{lang}" for split in ("train", "val", "test_2016_fli
 
 
 def _source_dir() -> Path:
-    source = Path(os.environ["MULTI30K_DIR"]) if "MULTI30K_DIR" in os.environ else default_data_dir()
-    if source is None or not all((source / name).is_file() for name in MULTI30K_FILES):
-        pytest.fail(
-            f"Multi30k not found at {source or DEFAULT_DATA_DIR}; set MULTI30K_DIR to the folder of split.lang files."
-        )
-    return source
+    if not all((DATA_DIR / name).is_file() for name in MULTI30K_FILES):
+        pytest.fail(f"Multi30k not found at {DATA_DIR}; set MULTI30K_DIR to the folder of split.lang files.")
+    return DATA_DIR
 
 
 def _head(path: Path, num_lines: int = NUM_LINES) -> list[str]:
@@ -78,10 +74,17 @@ def tokenizer(request, train_sentences):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def test_default_data_dir():
-    repo_root = Path(data.__file__).resolve().parents[1]
-    assert DEFAULT_DATA_DIR == Path(os.path.normpath(repo_root / ".." / "shared" / "data" / "multi30k"))
-    assert default_data_dir() == (DEFAULT_DATA_DIR if DEFAULT_DATA_DIR.is_dir() else None)
+def test_default_data_dir_is_relative_to_the_working_directory(tmp_path, monkeypatch, multi30k_dir):
+    """No path inside the installed package: `../shared/data/multi30k` from where the user runs."""
+    assert not SHARED_DATA_DIR.is_absolute()
+    (tmp_path / "shared" / "data").mkdir(parents=True)
+    (tmp_path / "shared" / "data" / "multi30k").symlink_to(multi30k_dir)
+    (tmp_path / "repo").mkdir()
+    monkeypatch.chdir(tmp_path / "repo")
+    assert default_data_dir() == SHARED_DATA_DIR
+    assert len(load_translation_dataset("en", "de")["validation"]) > 0
+    monkeypatch.chdir(tmp_path)
+    assert default_data_dir() is None
 
 
 def test_data_dir_split_mapping_and_row_format(multi30k_dir):
@@ -155,14 +158,16 @@ def test_missing_data_dir_error(tmp_path, folder):
     assert "--data_dir" in message and "--dataset_name" in message and "--train_file" in message
 
 
-def test_missing_default_data_dir_error(tmp_path, monkeypatch):
-    missing = tmp_path / "shared" / "data" / "multi30k"
-    monkeypatch.setattr(data, "DEFAULT_DATA_DIR", missing)
-    assert default_data_dir() is None
+def test_no_data_anywhere_names_all_three_places(tmp_path, monkeypatch):
+    """Offline, without --data_dir and without ../shared: the error names --data_dir, ../shared/data/multi30k and
+    the Hub dataset."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     with pytest.raises(FileNotFoundError) as error:
         load_translation_dataset()
-    assert str(missing) in str(error.value) and "--data_dir" in str(error.value)
-    assert "--dataset_name bentrevett/multi30k" in str(error.value)
+    message = str(error.value)
+    assert "--data_dir" in message and str(SHARED_DATA_DIR) in message and str(tmp_path) in message
+    assert "--dataset_name bentrevett/multi30k" in message and "offline" in message
 
 
 def test_jsonlines_route(multi30k_dir, tmp_path):

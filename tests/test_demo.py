@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from conftest import DATA_DIR, REPO_ROOT
 
-from hf_supermask.demo import main
+from experiments.demo import DEMO_MARKER, main
 
 
 def test_demo_uses_a_found_model_then_finds_masks(trained, tmp_path, capsys):
@@ -39,3 +40,26 @@ def test_demo_uses_a_found_model_then_finds_masks(trained, tmp_path, capsys):
     assert "validation BLEU" in out and "test BLEU" in out and "x smaller" in out
     assert "the dense MarianMTModel of the same shape" in out  # the study's dense row, side by side
     assert json.loads((tmp_path / "demo" / "demo_summary.json").read_text())["used"]["test_sentences"] == 8
+
+
+def test_demo_refuses_a_folder_it_did_not_write(trained, tmp_path):
+    """A user's folder is never emptied by the demo (it used to pass --overwrite_output_dir whatever was there); the
+    refusal comes before any work."""
+    model_dir, _ = trained
+    users = tmp_path / "mine"
+    (users / "chapter").mkdir(parents=True)
+    (users / "thesis.txt").write_text("two years of work")
+    with pytest.raises(SystemExit) as refused:
+        main(["--model", str(model_dir), "--data_dir", str(DATA_DIR), "--output_dir", str(users), "--train_steps", "0"])
+    assert "not written by an earlier demo" in str(refused.value) and str(users) in str(refused.value)
+    assert (users / "thesis.txt").read_text() == "two years of work" and (users / "chapter").is_dir()
+
+
+def test_demo_replaces_its_own_earlier_output(trained, tmp_path):
+    model_dir, _ = trained
+    flags = ["--model", str(model_dir), "--data_dir", str(DATA_DIR), "--max_test_samples", "4", "--threads", "1"]
+    flags += ["--output_dir", str(tmp_path / "demo"), "--train_steps", "2", "--eval_steps", "2"]
+    main(flags)
+    assert (tmp_path / "demo" / DEMO_MARKER).is_file()
+    summary = main(flags)  # the second run replaces the first one's folder
+    assert summary["found"]["curve"] and (tmp_path / "demo" / "model.safetensors").is_file()

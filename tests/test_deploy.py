@@ -67,7 +67,7 @@ def test_unknown_quantization_is_refused(checkpoint, tmp_path, capsys):
 def test_backend_benchmark_smoke(checkpoint, tmp_path):
     from conftest import DATA_DIR
 
-    from hf_supermask.deploy import backends_table, benchmark_backends
+    from experiments.benchmark_deploy import backends_table, benchmark_backends
 
     results = benchmark_backends(
         checkpoint, tmp_path, str(DATA_DIR), num_sentences=8, beams=(1, 2), repetitions=1, log=lambda *_: None

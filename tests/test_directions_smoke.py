@@ -10,7 +10,7 @@ import torch
 from conftest import DATA_DIR
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
-from hf_supermask.directions import main
+from experiments.directions import main
 
 
 def test_directions_share_one_random_network(tmp_path):
@@ -86,7 +86,7 @@ def test_directions_share_one_random_network(tmp_path):
 def test_directions_refuse_bad_input(tmp_path):
     with pytest.raises(ValueError, match="source-target"):
         main(["--directions", "en_fr", "--output_dir", str(tmp_path / "o"), "--results_dir", str(tmp_path / "r")])
-    from hf_supermask.study import main as study_main
+    from experiments.bleu_study import main as study_main
 
     with pytest.raises(ValueError, match="lacks"):
         study_main(
@@ -106,8 +106,8 @@ def test_directions_refuse_bad_input(tmp_path):
 
 
 def test_a_tokenizer_trained_for_other_languages_is_refused(tmp_path):
-    from hf_supermask.study import LANGUAGES_FILE
-    from hf_supermask.study import main as study_main
+    from experiments.bleu_study import LANGUAGES_FILE
+    from experiments.bleu_study import main as study_main
 
     folder = tmp_path / "o" / "tokenizer"
     folder.mkdir(parents=True)

@@ -137,7 +137,7 @@ def test_masks_found_over_other_weights_are_refused(two_directions, tiny_tokeniz
 
 
 def test_mask_overlap_and_non_target_combinations(two_directions, tiny_tokenizer, tmp_path):
-    from hf_supermask.mask_analysis import combine_masks, mask_overlap, overlap_table, plot_overlaps
+    from experiments.mask_analysis import combine_masks, mask_overlap, overlap_table, plot_overlaps
 
     de = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
     fr = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-fr"])
@@ -164,7 +164,7 @@ def test_mask_overlap_and_non_target_combinations(two_directions, tiny_tokenizer
 
 
 def test_mask_sets_benchmark_smoke(two_directions):
-    from hf_supermask.benchmark import benchmark_mask_sets, mask_sets_markdown
+    from experiments.benchmark_mask_sets import benchmark_mask_sets, mask_sets_markdown
 
     results = benchmark_mask_sets([str(p) for p in two_directions.values()], SOURCES[:2], repetitions=2)
     one, separate = results["one_model"], results["separate"]

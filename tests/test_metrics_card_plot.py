@@ -13,24 +13,18 @@
 # limitations under the License.
 """Fast tests for the offline sacreBLEU metric, `compute_metrics`, training-curve plots and model cards.
 
-All sentences are real Multi30k lines read from /work/shared/data/multi30k (nothing is made up).
+All sentences are real Multi30k lines (conftest.DATA_DIR; nothing is made up).
 """
 
-import os
 import socket
-from pathlib import Path
 
 import numpy as np
 import pytest
 import sacrebleu
+from conftest import DATA_DIR
 
 
-DATA_DIR = Path(os.environ.get("MULTI30K_DIR", "/work/shared/data/multi30k"))
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-pytestmark = pytest.mark.skipif(
-    not (DATA_DIR / "test_2016_flickr.de").is_file(), reason=f"Multi30k raw text not found in {DATA_DIR}"
-)
 
 
 def _read_lines(name: str, n: int) -> list[str]:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import DATA_DIR
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     GenerationConfig,
@@ -29,15 +30,12 @@ from transformers import (
 )
 
 
-MULTI30K_DIR = Path("/work/shared/data/multi30k")
+MULTI30K_DIR = DATA_DIR
 N_TRAIN_LINES = 300
 MODEL_MAX_LENGTH = 32  # small, so that truncation is easy to trigger
 GENERATION_MAX_LENGTH = 12  # decoder start token + 11 generated tokens
 PIPELINE_MODULE = Path(__file__).resolve().parents[1] / "modeling" / "pipeline_translation.py"
 TRANSLATION_LOGGER = "hf_supermask.modeling.pipeline_translation"
-
-if not (MULTI30K_DIR / "train.en").exists():
-    pytest.skip(f"Multi30k data not found in {MULTI30K_DIR}", allow_module_level=True)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -11,7 +11,7 @@ import pytest
 from conftest import read_lines
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
-from hf_supermask.directions import SHIPPED_DIRECTIONS
+from hf_supermask.pretrained import SHIPPED_DIRECTIONS
 
 
 # The random weights every direction was found over (seed 0, d_model 256, ffn 1024, 3+3 layers, 10k joint vocabulary).

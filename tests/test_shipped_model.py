@@ -10,7 +10,7 @@ import pytest
 from conftest import read_lines
 from transformers import AutoModelForSeq2SeqLM, pipeline
 
-from hf_supermask.demo import SHIPPED_MODEL
+from hf_supermask.pretrained import SHIPPED_MODEL
 
 
 # Recorded when the model was shipped (its card states them too). They move only with the shipped model.

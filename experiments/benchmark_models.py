@@ -19,18 +19,15 @@ from __future__ import annotations
 
 import json
 import os
-import platform
-import resource
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .files import folder_bytes, read_lines
+from experiments.measure import machine_info, median, peak_rss_mb, reset_peak_rss, rss_mb, run_worker_process
+from hf_supermask.files import folder_bytes, read_lines
 
 
 MODELS = ("supermask", "marian")
@@ -123,7 +120,7 @@ def shape_name(shape: dict[str, int]) -> str:
 def _data_dir(args: BenchmarkArguments) -> Path:
     if args.data_dir:
         return Path(args.data_dir)
-    from .data import default_data_dir
+    from hf_supermask.data import default_data_dir
 
     found = default_data_dir()
     if found is None:
@@ -131,95 +128,6 @@ def _data_dir(args: BenchmarkArguments) -> Path:
             "Multi30k not found: pass --data_dir (a folder with train.en, train.de, test_2016_flickr.en)."
         )
     return Path(found)
-
-
-def _rss_mb() -> float:
-    """Current resident set size (MB)."""
-    return _proc_status_kb("VmRSS") / 1024
-
-
-def _trim_heap() -> None:
-    """Give freed heap memory back to the OS (glibc `malloc_trim`), so that RSS shows what is held, not what a
-    transient peak left in the allocator; a no-op elsewhere."""
-    import ctypes
-
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def _peak_rss_mb() -> float:
-    """Peak resident set size of this process (MB): since the last `_reset_peak_rss()`, else since it started."""
-    kb = _proc_status_kb("VmHWM")
-    return kb / 1024 if kb else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's peak RSS counter (Linux >= 4.0: `echo 5 > /proc/self/clear_refs`), after handing the
-    memory that earlier work freed back to the OS (else new allocations reuse it without raising the RSS)."""
-    import gc
-
-    gc.collect()
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-    try:
-        with open("/proc/self/clear_refs", "w") as handle:
-            handle.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _proc_status_kb(key: str) -> int:
-    try:
-        with open("/proc/self/status") as handle:
-            for line in handle:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-
-
-def machine_info() -> dict[str, Any]:
-    import numpy
-    import torch
-    import transformers
-
-    cpu_model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo") as handle:
-            names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-        if names:
-            cpu_model = names[0]
-    except OSError:
-        pass
-    try:
-        available = len(os.sched_getaffinity(0))
-    except AttributeError:
-        available = os.cpu_count()
-    return {
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "cpus_available": available,
-        "torch_threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "numpy": numpy.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "load_average_at_start": list(os.getloadavg()),
-    }
-
-
-def _median(values: list[float]) -> float:
-    return float(statistics.median(values))
 
 
 def _alternating(repetition: int) -> tuple[str, str]:
@@ -233,7 +141,7 @@ def _alternating(repetition: int) -> tuple[str, str]:
 
 
 def train_benchmark_tokenizer(args: BenchmarkArguments, vocab_size: int):
-    from .tokenization import train_tokenizer
+    from hf_supermask.tokenization import train_tokenizer
 
     data_dir = _data_dir(args)
     texts = read_lines(data_dir / "train.en", args.tokenizer_train_lines) + read_lines(
@@ -247,7 +155,7 @@ def train_benchmark_tokenizer(args: BenchmarkArguments, vocab_size: int):
 
 def shape_config(args: BenchmarkArguments, shape: dict[str, int], tokenizer):
     """The supermask config of `shape`, made as the training script makes it."""
-    from .training import ModelArguments, SupermaskArguments, build_config
+    from hf_supermask.training import ModelArguments, SupermaskArguments, build_config
 
     overrides = (
         f"d_model={shape['d_model']},encoder_ffn_dim={shape['ffn_dim']},decoder_ffn_dim={shape['ffn_dim']},"
@@ -264,7 +172,7 @@ def shape_config(args: BenchmarkArguments, shape: dict[str, int], tokenizer):
 def save_models(config, tokenizer, folder: Path) -> dict[str, Path]:
     """A supermask model (masks = its initial top-k) and its `export_dense()` MarianMTModel, each saved with the
     tokenizer. Returns the two folders."""
-    from .modeling import SupermaskForConditionalGeneration
+    from hf_supermask.modeling import SupermaskForConditionalGeneration
 
     supermask = SupermaskForConditionalGeneration(config).eval()
     marian = supermask.export_dense()
@@ -279,35 +187,8 @@ def save_models(config, tokenizer, folder: Path) -> dict[str, Path]:
 # Workers: what runs in a fresh process (or, with --in_process, here)
 # ----------------------------------------------------------------------------------------------------------------------
 
-_WORKER_BOOTSTRAP = (
-    "import time; _t0 = time.perf_counter()\n"
-    "import json, sys\n"
-    "from hf_supermask.benchmark import run_worker\n"
-    "print('BENCHMARK_RESULT ' + json.dumps(run_worker(json.loads(sys.argv[1]), _t0)), flush=True)\n"
-)
 
-
-def run_worker(spec: dict[str, Any], start: float | None = None) -> dict[str, Any]:
-    """Run one measurement described by `spec` ("load" or "train") and return its numbers."""
-    import torch
-
-    if spec.get("threads"):
-        torch.set_num_threads(spec["threads"])
-    result: dict[str, Any] = {}
-    if start is not None:
-        result["import_seconds"] = time.perf_counter() - start
-    if spec["kind"] == "load":
-        result.update(_load_worker(spec))
-    elif spec["kind"] == "train":
-        result.update(_train_worker(spec))
-    elif spec["kind"] == "mask_sets":
-        result.update(_mask_sets_worker(spec))
-    else:
-        raise ValueError(f"Unknown worker kind {spec['kind']!r}.")
-    return result
-
-
-def _load_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def load_worker(spec: dict[str, Any]) -> dict[str, Any]:
     from transformers import AutoModelForSeq2SeqLM
 
     import hf_supermask  # noqa: F401  (registers the supermask Auto classes, as users do)
@@ -321,143 +202,21 @@ def _load_worker(spec: dict[str, Any]) -> dict[str, Any]:
     return {"from_pretrained_seconds": seconds}
 
 
-def _mask_sets_worker(spec: dict[str, Any]) -> dict[str, Any]:
-    """Hold k mask sets: one model with `load_masks` ("one_model"), or k models ("separate"); translate a few
-    sentences with each (the eval-mode folds then exist), then report the resident memory and the times."""
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-
-    import hf_supermask  # noqa: F401
-
-    tokenizer = AutoTokenizer.from_pretrained(spec["folders"][0])
-    batch = tokenizer(spec["sentences"], return_tensors="pt", padding=True)
-    _trim_heap()
-    baseline = _rss_mb()
-    loads = []
-    if spec["mode"] == "one_model":
-        started = time.perf_counter()
-        model = AutoModelForSeq2SeqLM.from_pretrained(spec["folders"][0])
-        loads.append(time.perf_counter() - started)
-        for i, folder in enumerate(spec["folders"][1:], start=1):
-            started = time.perf_counter()
-            model.load_masks(folder, f"set{i}")
-            loads.append(time.perf_counter() - started)
-        models = {name: model for name in model.mask_sets}
-    else:
-        models = {}
-        for i, folder in enumerate(spec["folders"]):
-            started = time.perf_counter()
-            models[f"set{i}"] = AutoModelForSeq2SeqLM.from_pretrained(folder)
-            loads.append(time.perf_counter() - started)
-    switches, generates = [], []
-    for _ in range(spec["repetitions"]):
-        for name, model in models.items():
-            if spec["mode"] == "one_model":
-                started = time.perf_counter()
-                model.set_active_masks(name)
-                switches.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            model.generate(**batch, max_new_tokens=8, min_new_tokens=8, num_beams=1)
-            generates.append(time.perf_counter() - started)
-    any_model = next(iter(models.values()))
-    _trim_heap()  # `load_masks` builds a whole model to verify a checkpoint, then frees it
-    return {
-        "sets": len(spec["folders"]),
-        "load_seconds": sum(loads),
-        "first_load_seconds": loads[0],
-        "median_added_set_load_seconds": _median(loads[1:]) if len(loads) > 1 else None,
-        "switch_seconds": _median(switches) if switches else None,
-        "generate_seconds": _median(generates),
-        "rss_above_baseline_mb": _rss_mb() - baseline,
-        "maskable_weights": sum(m.weight.numel() for m in any_model.masked_modules.values()),
-    }
-
-
-@dataclass
-class MaskSetsBenchmarkArguments:
-    folders: list[str] = field(
-        default_factory=lambda: [str(p) for p in _shipped_directions()],
-        metadata={
-            "help": "Mask-only checkpoints found over the same random weights (default: the shipped directions).",
-            "nargs": "+",
-        },
-    )
-    sentences_file: str | None = field(
-        default=None, metadata={"help": "Sentences to translate (default: Multi30k's test_2016_flickr.en)."}
-    )
-    num_sentences: int = field(default=8, metadata={"help": "Sentences per generate call."})
-    repetitions: int = field(default=3, metadata={"help": "Rounds over the k sets (medians are reported)."})
-    output_json: str | None = field(default=None, metadata={"help": "Write the results here."})
-    output_markdown: str | None = field(default=None, metadata={"help": "Write the table here."})
-
-
-def _shipped_directions() -> list[Path]:
-    from .directions import SHIPPED_DIRECTIONS
-
-    return sorted(p for p in SHIPPED_DIRECTIONS.glob("*") if (p / "config.json").exists())
-
-
-def benchmark_mask_sets(folders: list[str], sentences: list[str], repetitions: int = 3) -> dict[str, Any]:
-    """One model holding k mask sets against k separately loaded models, each in a fresh process: load times, the
-    switch time, generate time, resident memory, bytes on disk per set."""
-    spec = {
-        "kind": "mask_sets",
-        "model": "supermask",
-        "folders": list(folders),
-        "sentences": sentences,
-        "repetitions": repetitions,
-        "threads": 1,
-    }
-    results: dict[str, Any] = {
-        mode: _run(dict(spec, mode=mode), in_process=False) for mode in ("one_model", "separate")
-    }
-    maskable = results["one_model"]["maskable_weights"]
-    results["bits_per_weight_on_disk"] = {
-        Path(f).name: 8 * (Path(f) / "model.safetensors").stat().st_size / maskable for f in folders
-    }
-    results["machine"] = machine_info()
-    return results
-
-
-def mask_sets_markdown(results: dict[str, Any]) -> str:
-    one, separate = results["one_model"], results["separate"]
-    k = one["sets"]
-    ms = lambda seconds: f"{1000 * seconds:.0f} ms"  # noqa: E731
-    bits = ", ".join(f"{name} {value:.3f}" for name, value in results["bits_per_weight_on_disk"].items())
-    return "\n".join(
-        [
-            f"| {k} mask sets ({one['maskable_weights']:,} maskable weights each) | one model, `load_masks` + "
-            f"`set_active_masks` | {k} separate models | ratio |",
-            "|---|---|---|---|",
-            f"| load all {k} | {one['load_seconds']:.2f} s | {separate['load_seconds']:.2f} s | "
-            f"{one['load_seconds'] / separate['load_seconds']:.2f} |",
-            f"| add one direction | `load_masks` {ms(one['median_added_set_load_seconds'])} | `from_pretrained` "
-            f"{ms(separate['load_seconds'] / k)} | |",
-            f"| switch direction | `set_active_masks` {ms(one['switch_seconds'])} (median) | none (another object) | |",
-            f"| generate, {len(results.get('sentences', [])) or 'a'} batch, 8 tokens | {ms(one['generate_seconds'])} | "
-            f"{ms(separate['generate_seconds'])} | {one['generate_seconds'] / separate['generate_seconds']:.2f} |",
-            f"| resident memory after translating with each set | {one['rss_above_baseline_mb']:.0f} MB | "
-            f"{separate['rss_above_baseline_mb']:.0f} MB | "
-            f"{one['rss_above_baseline_mb'] / separate['rss_above_baseline_mb']:.2f} |",
-            f"| bits per maskable weight on disk, per direction | {bits} | | |",
-        ]
-    )
-
-
-def _train_worker(spec: dict[str, Any]) -> dict[str, Any]:
+def train_worker(spec: dict[str, Any]) -> dict[str, Any]:
     import torch
     from datasets import Dataset
     from transformers import AutoTokenizer, Seq2SeqTrainingArguments
 
-    from .modeling import SupermaskConfig
-    from .training import ModelArguments, StepTimer, build_model, build_trainer
+    from hf_supermask.modeling import SupermaskConfig
+    from hf_supermask.training import ModelArguments, StepTimer, build_model, build_trainer
 
     tokenizer = AutoTokenizer.from_pretrained(spec["folder"])
     with open(spec["data_file"]) as handle:
         dataset = Dataset.from_list(json.load(handle))
     config = SupermaskConfig.from_pretrained(spec["folder"])
     if spec["in_process"]:
-        _reset_peak_rss()
-    baseline = _rss_mb()
+        reset_peak_rss()
+    baseline = rss_mb()
     torch.manual_seed(0)
     start = time.perf_counter()
     model = build_model(ModelArguments(model_type=spec["model"]), config)
@@ -483,42 +242,17 @@ def _train_worker(spec: dict[str, Any]) -> dict[str, Any]:
         trainer.train()
         train_seconds = time.perf_counter() - start
     timed = timer.step_seconds[spec["warmup_steps"] :]
-    peak = _peak_rss_mb()
+    peak = peak_rss_mb()
     return {
         "model_build_seconds": build_seconds,
         "train_seconds": train_seconds,
         "step_seconds": timed,
-        "median_step_seconds": _median(timed),
+        "median_step_seconds": median(timed),
         "peak_rss_mb": peak,
         "baseline_rss_mb": baseline,
         "peak_rss_above_baseline_mb": peak - baseline,
         "trainable_parameters": sum(p.numel() for p in model.parameters() if p.requires_grad),
     }
-
-
-def _run(spec: dict[str, Any], in_process: bool) -> dict[str, Any]:
-    """Run a worker in a fresh process (the default) or here; adds the wall time of the whole process."""
-    spec = dict(spec, in_process=in_process)
-    if in_process:
-        return run_worker(spec)
-    env = dict(os.environ)
-    env.setdefault("HF_HUB_OFFLINE", "1")
-    env.setdefault("HF_DATASETS_OFFLINE", "1")
-    env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    start = time.perf_counter()
-    completed = subprocess.run(
-        [sys.executable, "-c", _WORKER_BOOTSTRAP, json.dumps(spec)], capture_output=True, text=True, env=env
-    )
-    wall = time.perf_counter() - start
-    lines = [line for line in completed.stdout.splitlines() if line.startswith("BENCHMARK_RESULT ")]
-    if completed.returncode != 0 or not lines:
-        raise RuntimeError(
-            f"Benchmark worker {spec['kind']}/{spec['model']} failed (exit {completed.returncode}):\n"
-            f"{completed.stderr[-4000:]}"
-        )
-    result = json.loads(lines[-1].removeprefix("BENCHMARK_RESULT "))
-    result["process_total_seconds"] = wall
-    return result
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -542,8 +276,9 @@ def measure_from_pretrained(args: BenchmarkArguments, folders: dict[str, Path]) 
     runs: dict[str, dict[str, list[float]]] = {name: {} for name in MODELS}
     for repetition in range(args.repetitions):
         for name in _alternating(repetition):
-            spec = {"kind": "load", "model": name, "folder": str(folders[name]), "threads": args.threads}
-            for key, value in _run(spec, args.in_process).items():
+            spec = {"worker": "experiments.benchmark_models:load_worker", "model": name, "folder": str(folders[name])}
+            spec["threads"] = args.threads
+            for key, value in run_worker_process(spec, args.in_process).items():
                 runs[name].setdefault(key, []).append(value)
     return runs
 
@@ -604,7 +339,7 @@ def measure_training(args: BenchmarkArguments, folders: dict[str, Path], data_fi
     for repetition in range(args.train_repetitions):
         for name in _alternating(repetition):
             spec = {
-                "kind": "train",
+                "worker": "experiments.benchmark_models:train_worker",
                 "model": name,
                 "folder": str(
                     folders["supermask"]
@@ -615,7 +350,7 @@ def measure_training(args: BenchmarkArguments, folders: dict[str, Path], data_fi
                 "warmup_steps": args.warmup_steps,
                 "threads": args.threads,
             }
-            for key, value in _run(spec, args.in_process).items():
+            for key, value in run_worker_process(spec, args.in_process).items():
                 runs[name].setdefault(key, []).append(value)
     return runs
 
@@ -623,8 +358,8 @@ def measure_training(args: BenchmarkArguments, folders: dict[str, Path], data_fi
 def measure_regeneration(args: BenchmarkArguments, config) -> dict[str, Any]:
     """Throughput of `SupermaskRandomWeights.regenerate()` (float32 MB/s), of the generation alone, and the
     fingerprint."""
-    from .modeling import SupermaskForConditionalGeneration
-    from .modeling.random_weights import fingerprint
+    from hf_supermask.modeling import SupermaskForConditionalGeneration
+    from hf_supermask.modeling.random_weights import fingerprint
 
     weights = SupermaskForConditionalGeneration(config).random_weights
     megabytes = sum(buffer.numel() for buffer in weights.buffers()) * 4 / 1e6
@@ -663,18 +398,18 @@ def _metric(
     """One row: medians of both models, their ratio (supermask / marian), and whether the goal is met (judged on
     the ratio of the medians; the median of the per-repetition ratios is reported next to it)."""
     runs_s = supermask if isinstance(supermask, list) else [supermask]
-    entry: dict[str, Any] = {"unit": unit, "supermask": _median(runs_s)}
+    entry: dict[str, Any] = {"unit": unit, "supermask": median(runs_s)}
     if isinstance(supermask, list):
         entry["supermask_runs"] = runs_s
     if marian is not None:
         runs_m = marian if isinstance(marian, list) else [marian]
-        entry["marian"] = _median(runs_m)
+        entry["marian"] = median(runs_m)
         if isinstance(marian, list):
             entry["marian_runs"] = runs_m
         entry["ratio"] = entry["supermask"] / entry["marian"] if entry["marian"] else None
         if isinstance(supermask, list) and isinstance(marian, list) and len(runs_s) == len(runs_m) > 1 and all(runs_m):
             # Repetition i ran the two models back to back (A B, B A, ...): their ratio cancels slow load changes.
-            entry["paired_ratio_median"] = _median([s / m for s, m in zip(runs_s, runs_m)])
+            entry["paired_ratio_median"] = median([s / m for s, m in zip(runs_s, runs_m)])
     entry["higher_is_better"] = higher_is_better
     if goal is not None:
         entry["goal"] = goal
@@ -720,7 +455,7 @@ def benchmark_shape(
 
 def measure_shape(args: BenchmarkArguments, config, tokenizer, sentences: list[str], folder: Path, log=print):
     """Every measurement of both models built from `config`, saved in `folder`."""
-    from .modeling import SupermaskForConditionalGeneration
+    from hf_supermask.modeling import SupermaskForConditionalGeneration
 
     in_process = "in process" if args.in_process else "fresh processes"
     log("building and saving both models")
@@ -985,4 +720,4 @@ def format_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BenchmarkArguments", "TRANSLATION_NOTE", "format_markdown", "run_benchmark", "run_worker"]
+__all__ = ["BenchmarkArguments", "TRANSLATION_NOTE", "format_markdown", "run_benchmark"]

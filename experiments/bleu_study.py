@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from .training import parse_args, run_translation
+from hf_supermask.training import parse_args, run_translation
 
 
 logger = logging.getLogger(__name__)
@@ -120,25 +120,35 @@ class StudyArguments:
     smoke: bool = field(default=False, metadata={"help": "Tiny shape, a few steps: checks the pipeline only."})
 
 
-# Each row: model type, recipe (`key=value,...`), default learning rate (Adam; the rates the first study's probes
-# chose on validation: edge-popup scores prefer larger rates than dense weights here, but churn the whole mask within
-# a few steps beyond 4e-3).
+# Each row: model type, recipe (`key=value,...` on top of the defaults: `SupermaskConfig`'s and the training
+# script's, which are the recipe the study chose on validation), default learning rate (Adam; the rates the first
+# study's probes chose on validation: edge-popup scores prefer larger rates than dense weights here, but churn the
+# whole mask within a few steps beyond 4e-3). Rows name the settings that set them apart, so that they keep their
+# meaning when the defaults move.
 ROWS: dict[str, dict[str, Any]] = {
     "dense": {"model_type": "marian", "recipe": "", "learning_rate": 1e-3},
-    "supermask": {"model_type": "supermask", "recipe": "share_layers=True", "learning_rate": 2e-3},
+    "supermask": {
+        "model_type": "supermask",
+        "recipe": "share_layers=True,weight_init=kaiming_uniform",
+        "learning_rate": 2e-3,
+    },
     "supermask_fixed_embedding": {
         "model_type": "supermask",
-        "recipe": "share_layers=True",
+        "recipe": "share_layers=True,weight_init=kaiming_uniform",
         "learning_rate": 2e-3,
         "embedding_from": "dense",
     },
     "supermask_wide": {  # the paper's width (d_model 512), still one random layer per stack
         "model_type": "supermask",
-        "recipe": "share_layers=True,d_model=512,encoder_ffn_dim=2048,decoder_ffn_dim=2048,"
+        "recipe": "share_layers=True,weight_init=signed_constant,d_model=512,encoder_ffn_dim=2048,decoder_ffn_dim=2048,"
         "encoder_attention_heads=8,decoder_attention_heads=8",
         "learning_rate": 2e-3,
     },
-    "supermask_unshared": {"model_type": "supermask", "recipe": "share_layers=False", "learning_rate": 2e-3},
+    "supermask_unshared": {
+        "model_type": "supermask",
+        "recipe": "share_layers=False,weight_init=kaiming_uniform",
+        "learning_rate": 2e-3,
+    },
     "supermask_signed_constant": {
         "model_type": "supermask",
         "recipe": "share_layers=True,weight_init=signed_constant",
@@ -186,7 +196,7 @@ def row_recipe(study: StudyArguments, row: str, lever: str = "") -> dict[str, st
 
 
 def _recipe_flags(recipe: dict[str, str]) -> list[str]:
-    from .modeling import SupermaskConfig
+    from hf_supermask.modeling import SupermaskConfig
 
     config_fields = set(SupermaskConfig.__dataclass_fields__)
     overrides = ",".join(f"{k}={v}" for k, v in recipe.items() if k in config_fields)
@@ -399,7 +409,7 @@ def tokenizer_languages(study: StudyArguments) -> list[str]:
 
 def _training_sentences(study: StudyArguments, languages: list[str]):
     """Every training sentence of every language, line by line (line-aligned corpora: each language's line i)."""
-    from .data import load_translation_dataset
+    from hf_supermask.data import load_translation_dataset
 
     first = languages[0]
     for index, other in enumerate(languages[1:]):
@@ -420,7 +430,7 @@ def _shared_tokenizer(study: StudyArguments) -> Path:
     import shutil
     import tempfile
 
-    from .tokenization import train_tokenizer
+    from hf_supermask.tokenization import train_tokenizer
 
     languages = tokenizer_languages(study)
     path = Path(study.tokenizer_dir or Path(study.output_dir) / "tokenizer")
@@ -483,8 +493,8 @@ def select_decoding_and_test(study: StudyArguments, output_dir: Path) -> dict[st
     """
     from transformers import GenerationConfig, pipeline
 
-    from .data import load_translation_dataset, select_max_samples
-    from .metrics import load_translation_metric
+    from hf_supermask.data import load_translation_dataset, select_max_samples
+    from hf_supermask.metrics import load_translation_metric
 
     languages = (study.source_lang, study.target_lang)
     raw = load_translation_dataset(*languages, data_dir=study.data_dir)
@@ -645,14 +655,14 @@ def ship_row(
 ) -> Path:
     """Copy a finished row's mask-only model (config, decoding, masks, tokenizer, curves) to `destination`, with a
     model card that states its measured test scores, the recipe and command that produced it, and its fingerprints:
-    what the package ships (`hf_supermask.demo.SHIPPED_MODEL`) and what `push_to_hub` would publish."""
+    what the package ships (`hf_supermask.pretrained.SHIPPED_MODEL`) and what `push_to_hub` would publish."""
     import shutil
 
     from transformers import AutoModelForSeq2SeqLM
 
-    from .files import prepare_output_folder
-    from .model_card import architecture_summary, build_model_card, save_model_card
-    from .training import dense_fp32_weights_bytes
+    from hf_supermask.files import prepare_output_folder
+    from hf_supermask.model_card import architecture_summary, build_model_card, save_model_card
+    from hf_supermask.training import dense_fp32_weights_bytes
 
     result = json.loads((Path(results_dir) / f"{row}.json").read_text())
     source, destination = Path(output_dir) / row, Path(destination)
@@ -853,6 +863,7 @@ def run_study(study: StudyArguments) -> str:
 
 
 def main(args: list[str] | None = None) -> str:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # before tokenizers fork
     from transformers import HfArgumentParser
 
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.INFO)
@@ -860,6 +871,3 @@ def main(args: list[str] | None = None) -> str:
     table = run_study(study)
     print(table)
     return table
-
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

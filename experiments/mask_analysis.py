@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from .modeling.binarizers import topk_mask
+from hf_supermask.modeling.binarizers import topk_mask
 
 
 def module_kind(name: str) -> str:

@@ -44,7 +44,7 @@ def main(args: list[str] | None = None) -> dict[str, dict[str, float]]:
     """`python scripts/logit_statistics.py FOLDER [FOLDER ...]`: output-layer statistics on 300 validation pairs."""
     import argparse
 
-    from .data import load_translation_dataset
+    from hf_supermask.data import load_translation_dataset
 
     parser = argparse.ArgumentParser(description=output_logit_statistics.__doc__.splitlines()[0])
     parser.add_argument("model_dirs", nargs="+", help="Translation model folders (e.g. outputs/bleu_study/dense).")

@@ -24,8 +24,9 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
+from hf_supermask.pretrained import SHIPPED_MODEL
 
-SHIPPED_MODEL = Path(__file__).resolve().parent / "pretrained" / "supermask-multi30k-en-de"
+
 # The dense MarianMTModel row of the BLEU study that found the shipped model (same shape, data and budget); in a
 # checkout of the repository.
 DENSE_REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "bleu_study" / "dense.json"
@@ -70,11 +71,11 @@ def use_found_masks(args: DemoArguments) -> dict[str, Any]:
     """Load the found model through the pipeline, translate and score the test set, report its size."""
     from transformers import pipeline
 
-    from .data import load_translation_dataset, select_max_samples
-    from .files import folder_bytes
-    from .metrics import load_translation_metric
-    from .study import translate_and_score
-    from .training import dense_fp32_weights_bytes
+    from experiments.bleu_study import translate_and_score
+    from hf_supermask.data import load_translation_dataset, select_max_samples
+    from hf_supermask.files import folder_bytes
+    from hf_supermask.metrics import load_translation_metric
+    from hf_supermask.training import dense_fp32_weights_bytes
 
     raw = select_max_samples(
         load_translation_dataset("en", "de", data_dir=args.data_dir), None, None, args.max_test_samples
@@ -115,10 +116,27 @@ def use_found_masks(args: DemoArguments) -> dict[str, Any]:
     }
 
 
-def find_masks(args: DemoArguments, shipped_config) -> dict[str, Any]:
+# Written into the demo's output folder: a later demo may replace a folder that holds it, and no other.
+DEMO_MARKER = ".written-by-hf-supermask-demo"
+
+
+def claim_output_dir(output_dir: Path) -> bool:
+    """Whether the training run must overwrite `output_dir`: only when an earlier demo wrote it. A non-empty folder
+    without the demo's marker is the user's, and is refused before anything is written."""
+    if not output_dir.exists() or not any(output_dir.iterdir()):
+        return False
+    if not (output_dir / DEMO_MARKER).is_file():
+        raise SystemExit(
+            f"--output_dir {output_dir} is not empty and was not written by an earlier demo (no {DEMO_MARKER} in "
+            "it): the demo replaces only its own output. Pass an empty or new --output_dir."
+        )
+    return True
+
+
+def find_masks(args: DemoArguments, shipped_config, overwrite: bool) -> dict[str, Any]:
     """Train a fresh supermask of the shipped model's shape and recipe for a few minutes."""
-    from .model_card import architecture_summary
-    from .training import parse_args, run_translation
+    from hf_supermask.model_card import architecture_summary
+    from hf_supermask.training import parse_args, run_translation
 
     # The shipped model's defining fields but its identity (seed, fingerprints, embedding source): same shape, sharing,
     # density and initialisation, a new draw.
@@ -136,7 +154,7 @@ def find_masks(args: DemoArguments, shipped_config) -> dict[str, Any]:
     flags = [
         "--output_dir",
         args.output_dir,
-        "--overwrite_output_dir",
+        *(["--overwrite_output_dir"] if overwrite else []),
         "--model_type",
         "supermask",
         "--tokenizer_name",
@@ -184,6 +202,9 @@ def find_masks(args: DemoArguments, shipped_config) -> dict[str, Any]:
     printer = PrintValidationBleu()
     started = time.perf_counter()
     results = run_translation(*parse_args(flags), callbacks=[printer])
+    (Path(args.output_dir) / DEMO_MARKER).write_text(
+        "This folder is the output of scripts/demo.py; a later demo replaces it.\n"
+    )
     return {
         "curve": printer.curve,
         "train_seconds": time.perf_counter() - started,
@@ -231,6 +252,7 @@ def format_summary(used: dict[str, Any], found: dict[str, Any] | None) -> str:
 
 
 def main(args: list[str] | None = None) -> dict[str, Any]:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # before tokenizers fork
     from transformers import HfArgumentParser
 
     import hf_supermask  # noqa: F401  (registers the translation pipeline and the Auto classes)
@@ -238,6 +260,7 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     logging.basicConfig(format="%(asctime)s - %(levelname)s - %(name)s - %(message)s", level=logging.WARNING)
     (demo,) = HfArgumentParser(DemoArguments).parse_args_into_dataclasses(args=args)
     torch.set_num_threads(demo.threads)
+    overwrite = claim_output_dir(Path(demo.output_dir))  # before minutes of work, not after
     print("== Using found masks: the shipped model through pipeline('translation') ==", flush=True)
     used = use_found_masks(demo)
     if demo.dense_reference:
@@ -248,12 +271,12 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
         print("\n== Finding masks: a fresh supermask trained for a few minutes ==", flush=True)
         from transformers import AutoConfig
 
-        found = find_masks(demo, AutoConfig.from_pretrained(demo.model))
+        found = find_masks(demo, AutoConfig.from_pretrained(demo.model), overwrite)
     print(format_summary(used, found))
     summary = {"used": used, "found": found}
     Path(demo.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(demo.output_dir) / DEMO_MARKER).write_text(
+        "Written by scripts/demo.py; a later demo may replace this folder.\n"
+    )
     (Path(demo.output_dir) / "demo_summary.json").write_text(json.dumps(summary, indent=1))
     return summary
-
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -33,14 +33,11 @@ from typing import Any
 
 import torch
 
-from .study import StudyArguments, run_study
+from experiments.bleu_study import StudyArguments, run_study
+from hf_supermask.pretrained import SHIPPED_DIRECTIONS
 
 
 logger = logging.getLogger(__name__)
-
-# The found directions shipped with the package: one mask-only model per direction, all over the same random weights
-# (the layout `save_mask_sets` writes, one folder per set, named after its direction as the pipeline expects).
-SHIPPED_DIRECTIONS = Path(__file__).resolve().parent / "pretrained" / "supermask-multi30k-directions"
 
 
 @dataclass
@@ -123,7 +120,7 @@ def study_arguments(args: DirectionsArguments, direction: str) -> StudyArguments
 
 def ship_direction(args: DirectionsArguments, direction: str) -> Path | None:
     """Copy a finished direction's mask-only model to `<models_dir>/<direction>/` (with its card), unless there."""
-    from .study import ship_row
+    from experiments.bleu_study import ship_row
 
     destination = Path(args.models_dir) / direction
     if (destination / "config.json").exists() or _finished(args, direction, "supermask") is None:
@@ -177,9 +174,9 @@ def _combination_scores(args: DirectionsArguments, models: dict[str, Any], combi
     against the references of both target languages."""
     from transformers import AutoTokenizer, pipeline
 
-    from .data import load_translation_dataset, select_max_samples
-    from .mask_analysis import combine_masks
-    from .metrics import load_translation_metric
+    from experiments.mask_analysis import combine_masks
+    from hf_supermask.data import load_translation_dataset, select_max_samples
+    from hf_supermask.metrics import load_translation_metric
 
     encoder_direction, _, decoder_direction = combination.partition("+")
     if encoder_direction not in models or decoder_direction not in models:
@@ -209,7 +206,7 @@ def analysis(args: DirectionsArguments) -> list[str]:
     """Overlap of the finished directions' masks (table + figure), and the non-target combinations."""
     from transformers import AutoModelForSeq2SeqLM
 
-    from .mask_analysis import mask_overlap, overlap_table, plot_overlaps
+    from experiments.mask_analysis import mask_overlap, overlap_table, plot_overlaps
 
     folders = {d: Path(args.models_dir) / d for d in _split(args.directions) if _finished(args, d, "supermask")}
     missing = [d for d, folder in folders.items() if not (folder / "config.json").exists()]
@@ -277,6 +274,7 @@ def run_directions(args: DirectionsArguments) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # before tokenizers fork
     from transformers import HfArgumentParser
 
     import hf_supermask  # noqa: F401  (Auto classes, the translation pipeline)
@@ -286,6 +284,3 @@ def main(argv: list[str] | None = None) -> str:
     table = run_directions(args)
     print(table)
     return table
-
-
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
