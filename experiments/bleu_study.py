@@ -183,7 +183,6 @@ def row_recipe(study: StudyArguments, row: str, lever: str = "") -> dict[str, st
     """The row's full recipe: shape, row spec, --recipe, --row_recipes, then the lever being probed."""
     parts = [
         study.shape,
-        "dropout=0.1",
         ROWS[row]["recipe"],
         study.recipe,
         parse_named(study.row_recipes).get(row, ""),

@@ -53,12 +53,14 @@ class DirectionsArguments:
     languages: str = field(default="en,de,fr,cs", metadata={"help": "Languages of the joint tokenizer."})
     vocab_size: int = field(default=10000, metadata={"help": "Joint BPE vocabulary over all --languages."})
     recipe: str = field(
-        default="attention_init=fairseq,output_scale=2,dropout=0",
-        metadata={"help": "The supermask recipe (`key=value,...`, as the study's --row_recipes): the BLEU study's."},
+        default="",
+        metadata={
+            "help": "Settings on top of the study's recipe for the supermask runs (`key=value,...`, as the study's "
+            "--row_recipes); the recipe itself is the library's defaults (SupermaskConfig, the training script)."
+        },
     )
     dense_recipe: str = field(
-        default="dropout=0",
-        metadata={"help": "The dense Marian's recipe for --dense_directions: the BLEU study's dense row's."},
+        default="", metadata={"help": "Settings on top of the defaults for the dense Marian of --dense_directions."}
     )
     max_steps: int = field(default=1500, metadata={"help": "Updates per direction (the same for every run)."})
     output_dir: str = field(default="outputs/directions", metadata={"help": "Checkpoints (not committed)."})
