@@ -128,6 +128,8 @@ def find_masks(args: DemoArguments, shipped_config) -> dict[str, Any]:
         "generator_version",
         "weights_sha256",
         "masks_sha256",
+        "forward_config_sha256",
+        "tokenizer_sha256",
         "embedding_sha256",
         "embedding_source",
     }

@@ -393,7 +393,7 @@ class SupermaskCheckpointMixin:
             _validate_generation_config(source, model.config, kwargs)
             unverified = model._check_tokenizer_file(source, kwargs)
             if model.config.forward_config_sha256 is None:
-                unverified.insert(0, f"forward_config_sha256 (the forward settings {', '.join(FORWARD_FIELDS)})")
+                unverified.insert(0, "forward_config_sha256 (the forward settings: FORWARD_FIELDS)")
             if unverified:
                 logger.warning(
                     f"The checkpoint at {source} records no {'; no '.join(unverified)}: that part of its identity "
