@@ -392,3 +392,14 @@ def test_every_shipped_folder_loads_through_its_own_code_without_the_package(tmp
         assert module.startswith("transformers_modules.")
         assert translation == text and translation, folder
     assert "forward_config_sha256" in results["edited"]
+
+
+def test_saved_folders_carry_every_module_the_remote_code_imports(saved):
+    from transformers.dynamic_module_utils import get_relative_import_files
+
+    needed = {path.split("/")[-1] for path in get_relative_import_files(str(saved / "modeling_supermask.py"))}
+    assert {"checkpoint.py", "configuration_supermask.py", "masked_layers.py"} <= needed
+    assert needed <= {path.name for path in saved.glob("*.py")}
+    assert (saved / "pipeline_translation.py").exists()
+    for folder in SHIPPED_FOLDERS:
+        assert needed | {"modeling_supermask.py", "pipeline_translation.py"} <= {p.name for p in folder.glob("*.py")}
