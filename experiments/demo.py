@@ -146,6 +146,8 @@ def find_masks(args: DemoArguments, shipped_config, overwrite: bool) -> dict[str
         "generator_version",
         "weights_sha256",
         "masks_sha256",
+        "forward_config_sha256",
+        "tokenizer_sha256",
         "embedding_sha256",
         "embedding_source",
     }

@@ -284,6 +284,8 @@ ARCHITECTURE_FIELDS = (
     "generator_version",
     "weights_sha256",
     "masks_sha256",
+    "forward_config_sha256",
+    "tokenizer_sha256",
     "embedding_sha256",
 )
 

@@ -422,6 +422,7 @@ _UNCOMPARED_CONFIG_FIELDS = {
     "weights_sha256",
     "embedding_sha256",
     "masks_sha256",
+    "forward_config_sha256",
     "use_cache",
     "output_attentions",
     "output_hidden_states",
@@ -437,6 +438,9 @@ _CONFIG_FLAGS = {
     "scale_fan": "--scale_fan",
     "embedding_source": "--embedding_source",
     "mask_embedding": "--mask_embedding",
+    "tokenizer_sha256": "--tokenizer_name",
+    "source_lang": "--source_lang",
+    "target_lang": "--target_lang",
 }
 
 
@@ -563,6 +567,10 @@ def load_or_build_model(model_args, data_args, supermask_args, training_args, to
     checkpoint it resumes from."""
     config = None if model_args.model_name_or_path else build_config(model_args, supermask_args, tokenizer)
     model = build_model(model_args, config)
+    if isinstance(model.config, SupermaskConfig):
+        # The checkpoint's direction and the tokenizer its masks are found with are part of what it records.
+        model.config.source_lang, model.config.target_lang = data_args.source_lang, data_args.target_lang
+        model.record_tokenizer(tokenizer)
     if training_args.resume_from_checkpoint is not None:
         check_resume_config(training_args.resume_from_checkpoint, model.config)
     if data_args.num_beams is not None:

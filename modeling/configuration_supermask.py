@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
+import numpy as np
 import transformers
 from huggingface_hub.dataclasses import strict
 from packaging.version import Version
@@ -29,9 +32,40 @@ if not TESTED_TRANSFORMERS[0] <= Version(transformers.__version__) < TESTED_TRAN
 # Checkpoints ship `pipeline_translation.py` next to config.json and name it in `custom_pipelines`, so that remote-code
 # users get `pipeline("translation", model=repo, trust_remote_code=True)` (transformers 5.x has no such task).
 TRANSLATION_PIPELINE_FILE = "pipeline_translation.py"
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 TRANSLATION_CUSTOM_PIPELINES = {
     "translation": {"impl": "pipeline_translation.TranslationPipeline", "pt": ["AutoModelForSeq2SeqLM"], "type": "text"}
 }
+
+
+# The config fields that act in the forward pass (architecture and forward settings), written down once: a checkpoint
+# records their fingerprint (`forward_config_sha256`, see `SupermaskConfig.forward_config_fingerprint`), and every load
+# path compares them, so that a config.json edited after saving cannot load as a model that computes differently.
+# What decides the random weights (seed, inits, generator, embedding source) is covered by `weights_sha256`, the masks
+# by `masks_sha256`, the tokenizer by `tokenizer_sha256`; dropout, layerdrop and decoding settings do not change what a
+# trained model computes in eval mode.
+FORWARD_FIELDS = (
+    "vocab_size",
+    "d_model",
+    "encoder_layers",
+    "decoder_layers",
+    "encoder_attention_heads",
+    "decoder_attention_heads",
+    "encoder_ffn_dim",
+    "decoder_ffn_dim",
+    "activation_function",
+    "max_position_embeddings",
+    "scale_embedding",
+    "embedding_scale",
+    "output_scale",
+    "density",
+    "mask_embedding",
+    "share_layers",
+    "pad_token_id",
+    "decoder_start_token_id",
+)
+# Numbers the JSON file may spell as an int or a float (2 or 2.0): the fingerprint sees one value.
+_FLOAT_FIELDS = ("embedding_scale", "output_scale", "density")
 
 
 def _translation_task_registered() -> bool:
@@ -156,6 +190,19 @@ class SupermaskConfig(PreTrainedConfig):
         masks_sha256 (`str`, *optional*):
             sha256 of the packed masks, written by `save_pretrained` and checked by `from_pretrained`, so that a
             corrupted mask file is refused rather than loaded.
+        forward_config_sha256 (`str`, *optional*):
+            sha256 of the config fields that act in the forward pass (`FORWARD_FIELDS`: shape, heads, layers,
+            activation, embedding and output scales, density, special ids), written by `save_pretrained` and checked
+            by every load path, so that an edited config.json is refused rather than loaded as another model.
+        tokenizer_sha256 (`str`, *optional*):
+            sha256 of the tokenizer the masks were found with (its `tokenizer.json`, canonical JSON without the
+            runtime `truncation` / `padding` state), recorded by the training script (`record_tokenizer`). A
+            tokenizer whose digest differs, or whose size is not `vocab_size`, is refused by `from_pretrained` (for
+            a `tokenizer.json` next to the checkpoint) and by the translation pipeline.
+        source_lang (`str`, *optional*):
+            Language the model translates from (e.g. `"en"`), written by the training script; `None` when unknown.
+        target_lang (`str`, *optional*):
+            Language the model translates into (e.g. `"de"`), written by the training script; `None` when unknown.
 
     Example:
 
@@ -215,6 +262,10 @@ class SupermaskConfig(PreTrainedConfig):
     embedding_sha256: str | None = None
     mask_embedding: bool | None = None
     masks_sha256: str | None = None
+    forward_config_sha256: str | None = None
+    tokenizer_sha256: str | None = None
+    source_lang: str | None = None
+    target_lang: str | None = None
 
     def __post_init__(self, **kwargs):
         if self.pad_token_id is None:
@@ -240,6 +291,19 @@ class SupermaskConfig(PreTrainedConfig):
     @custom_pipelines.setter
     def custom_pipelines(self, value: dict) -> None:
         self.__dict__["custom_pipelines"] = value
+
+    def forward_config(self) -> dict:
+        """The values of `FORWARD_FIELDS`, normalised as the fingerprint sees them."""
+        values = {}
+        for name in FORWARD_FIELDS:
+            value = getattr(self, name)
+            values[name] = float(value) if name in _FLOAT_FIELDS and not isinstance(value, bool) else value
+        return values
+
+    def forward_config_fingerprint(self) -> str:
+        """sha256 of `forward_config()` (what `forward_config_sha256` records)."""
+        text = json.dumps(self.forward_config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()
 
     def check_supermask_fields(self):
         """Raise a ValueError that names the field and the values it accepts, for the first invalid field.
@@ -271,8 +335,12 @@ class SupermaskConfig(PreTrainedConfig):
             raise ValueError(f"`attention_init` must be one of {list(ATTENTION_INITS)}, got {self.attention_init!r}.")
         for name in ("embedding_scale", "output_scale"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"`{name}` must be a finite positive number, got {value!r}.")
+            # The model computes in float32 (at least): 1e40 is finite in Python and inf there.
+            if isinstance(value, bool) or not math.isfinite(value) or not 0 < value <= _FLOAT32_MAX:
+                raise ValueError(
+                    f"`{name}` must be a positive number that is finite in float32 (at most {_FLOAT32_MAX:.4g}), "
+                    f"got {value!r}."
+                )
         if self.score_init not in SCORE_INITS:
             raise ValueError(f"`score_init` must be one of {list(SCORE_INITS)}, got {self.score_init!r}.")
         if self.activation_function not in ACT2FN:
@@ -290,6 +358,13 @@ class SupermaskConfig(PreTrainedConfig):
         for name in ("dropout", "attention_dropout", "activation_dropout", "encoder_layerdrop", "decoder_layerdrop"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1), got {getattr(self, name)}.")
+        for name in ("source_lang", "target_lang"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value or "_" in value or "-" in value):
+                raise ValueError(
+                    f"`{name}` must be a language code such as 'en' (no '_' or '-'), or None when unknown; got "
+                    f"{value!r}."
+                )
         for name in ("pad_token_id", "decoder_start_token_id", "eos_token_id", "forced_eos_token_id"):
             value = getattr(self, name)
             for token_id in value if isinstance(value, list) else [value]:

@@ -13,13 +13,10 @@ scale, one embedding tied to the output projection), reusing Marian's attention 
 
 from __future__ import annotations
 
-import contextvars
 import copy
 import functools
-import hashlib
 import math
 import os
-import shutil
 import types
 from pathlib import Path
 
@@ -48,17 +45,13 @@ from transformers.models.marian.modeling_marian import (
 from transformers.utils import can_return_tuple, logging
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
-from .configuration_supermask import TRANSLATION_CUSTOM_PIPELINES, TRANSLATION_PIPELINE_FILE, SupermaskConfig
+from .checkpoint import EMBEDDING, LOADING_MASKS, SupermaskCheckpointMixin
+from .configuration_supermask import SupermaskConfig
 from .masked_layers import MaskedEmbedding, MaskedLinear, MaskedWeight, SupermaskRandomWeights
-from .random_weights import GENERATOR_VERSION
 
 
 logger = logging.get_logger(__name__)
 
-EMBEDDING = "embed_tokens"
-# True inside `SupermaskForConditionalGeneration.from_pretrained`: the scores are then derived from the loaded masks,
-# so `_init_weights` does not spend time generating initial scores that would be overwritten at once.
-_LOADING_MASKS = contextvars.ContextVar("supermask_loading_masks", default=False)
 _ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
 
 
@@ -220,7 +213,7 @@ class SupermaskPreTrainedModel(PreTrainedModel):
             module.regenerate()
         elif isinstance(module, MaskedWeight):
             if not getattr(module.scores, "_is_hf_initialized", False):
-                if not _LOADING_MASKS.get():
+                if not LOADING_MASKS.get():
                     module.reset_scores()
         elif isinstance(module, SupermaskSinusoidalPositionalEmbedding):
             module.reset_parameters()
@@ -362,8 +355,13 @@ class SupermaskDecoder(_SupermaskStack):
         )
 
 
-class SupermaskModel(SupermaskPreTrainedModel):
-    """The bare encoder-decoder: random weights, the shared masked embedding, encoder and decoder."""
+class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
+    """The bare encoder-decoder: random weights, the shared masked embedding, encoder and decoder.
+
+    `from_pretrained` adopts a checkpoint's masks and verifies its identity exactly as
+    [`SupermaskForConditionalGeneration`] does (see `checkpoint.py`)."""
+
+    _masks_name_prefix = "model."  # checkpoints name masks as the seq2seq model holds them
 
     def __init__(self, config: SupermaskConfig):
         super().__init__(config)
@@ -440,7 +438,7 @@ class SupermaskModel(SupermaskPreTrainedModel):
         )
 
 
-class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixin):
+class SupermaskForConditionalGeneration(SupermaskCheckpointMixin, SupermaskPreTrainedModel, GenerationMixin):
     """Supermask translation model: the encoder-decoder plus the (tied, masked) output projection.
 
     Its saved state is the config (seed, density, init, fingerprints) and one packed bitmask per weight tensor;
@@ -470,7 +468,6 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         # the modules.
         self._active_masks = "default"
         self._inactive_mask_sets: dict[str, dict[str, dict]] = {}
-        self._score_keys = {f"{name}.scores" for name in self.masked_modules}
         self.post_init()
 
     def get_input_embeddings(self):
@@ -481,11 +478,6 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
 
     def get_decoder(self):
         return self.model.decoder
-
-    @property
-    def masked_modules(self) -> dict[str, MaskedWeight]:
-        """Every masked tensor of the model, by module name."""
-        return {name: module for name, module in self.named_modules() if isinstance(module, MaskedWeight)}
 
     @property
     def random_weights(self) -> SupermaskRandomWeights:
@@ -559,130 +551,6 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
 
     # ----------------------------------------------------------------------------------------------------------
-    # Checkpoints: seed + packed masks
-    # ----------------------------------------------------------------------------------------------------------
-
-    def masks_fingerprint(self, sync: bool = True) -> str:
-        """sha256 of every packed mask, in name order (what `config.masks_sha256` records): the masks the scores
-        select, or with `sync=False` the packed `mask` buffers as they are (as loaded)."""
-        digest = hashlib.sha256()
-        for name, module in sorted(self.masked_modules.items()):
-            if sync:
-                module.sync_packed_mask()
-            digest.update(f"{name}:{module.mask.numel()};".encode())
-            digest.update(module.mask.detach().cpu().numpy().tobytes())
-        return digest.hexdigest()
-
-    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
-        """Save config (with the weights' and masks' fingerprints), generation config and packed masks only.
-
-        The model code (auto_map) and the translation pipeline (custom_pipelines) are copied next to them, so the
-        folder also loads with only transformers and `trust_remote_code=True`. With `push_to_hub=True` the folder
-        is uploaded once it is complete (transformers would upload before the pipeline file is copied).
-        """
-        if self.random_weights.fingerprint is None:
-            raise RuntimeError("The random weights have not been generated; this model cannot be saved.")
-        self.config.weights_sha256 = self.random_weights.fingerprint
-        if EMBEDDING in self.random_weights.external_sha256:
-            self.config.embedding_sha256 = self.random_weights.external_sha256[EMBEDDING]
-        self.config.masks_sha256 = self.masks_fingerprint()
-        self.config.generator_version = GENERATOR_VERSION
-        self.config.custom_pipelines = {
-            **self.config.__dict__.get("custom_pipelines", {}),
-            **TRANSLATION_CUSTOM_PIPELINES,
-        }
-        main_process = kwargs.get("is_main_process", True)
-        push = kwargs.pop("push_to_hub", False) and main_process
-        hub = {key: kwargs.pop(key) for key in ("repo_id", "commit_message", "create_pr", "private") if key in kwargs}
-        if push:
-            from transformers.utils.hub import hf_api
-
-            os.makedirs(save_directory, exist_ok=True)
-            repo_id = hub.pop("repo_id", Path(save_directory).name)
-            private = hub.pop("private", None)
-            repo_id = hf_api().create_repo(repo_id, exist_ok=True, private=private, token=kwargs.get("token")).repo_id
-            timestamps = self._get_files_timestamps(save_directory)
-        ignored = self._keys_to_ignore_on_save
-        self._keys_to_ignore_on_save = set(ignored or ()) | (set() if self.save_scores else self._score_keys)
-        try:
-            result = super().save_pretrained(save_directory, *args, **kwargs)
-        finally:
-            self._keys_to_ignore_on_save = ignored
-        if main_process:
-            shutil.copyfile(
-                Path(__file__).with_name(TRANSLATION_PIPELINE_FILE), Path(save_directory) / TRANSLATION_PIPELINE_FILE
-            )
-        if push:
-            self._upload_modified_files(save_directory, repo_id, timestamps, token=kwargs.get("token"), **hub)
-        return result
-
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """Load a checkpoint: regenerate the random weights, refuse any mismatch, rebuild scores from the masks."""
-        output_loading_info = kwargs.pop("output_loading_info", False)
-        if kwargs.get("state_dict") is None and kwargs.get("gguf_file") is None:
-            _validate_checkpoint_files(pretrained_model_name_or_path, kwargs)
-        token = _LOADING_MASKS.set(True)
-        try:
-            model, loading_info = super().from_pretrained(
-                pretrained_model_name_or_path, *model_args, output_loading_info=True, **kwargs
-            )
-        finally:
-            _LOADING_MASKS.reset(token)
-        model._adopt_loaded_masks(pretrained_model_name_or_path, loading_info)
-        return (model, loading_info) if output_loading_info else model
-
-    @torch.no_grad()
-    def _adopt_loaded_masks(self, source, loading_info: dict) -> None:
-        config = self.config
-        missing = sorted(k for k in loading_info.get("missing_keys", ()) if k.endswith(".mask"))
-        if missing:
-            raise ValueError(
-                f"The checkpoint at {source} has no mask for {len(missing)} tensor(s), e.g. {missing[:3]}. Refusing to "
-                "load it with re-randomised masks: the file is incomplete or was saved for another configuration."
-            )
-        mismatched = loading_info.get("mismatched_keys") or []
-        if mismatched:
-            raise ValueError(f"The checkpoint at {source} has masks of the wrong size: {list(mismatched)[:3]}.")
-        unexpected = sorted(loading_info.get("unexpected_keys") or ())
-        if unexpected:
-            raise ValueError(
-                f"The checkpoint at {source} holds {len(unexpected)} tensor(s) that a supermask checkpoint does not "
-                "have, "
-                f"e.g. {unexpected[:3]}: it was not written by SupermaskForConditionalGeneration.save_pretrained or "
-                "belongs to another configuration. Refusing to load it."
-            )
-        for field in ("weights_sha256", "masks_sha256"):
-            if not getattr(config, field):
-                raise ValueError(
-                    f"The config.json at {source} has no `{field}`, which every checkpoint this library writes "
-                    "records: "
-                    "without it the regenerated weights or the loaded masks cannot be verified. Refusing to load it; "
-                    "re-save the checkpoint from a verified model."
-                )
-        actual = self.random_weights.fingerprint
-        if actual != config.weights_sha256:
-            raise ValueError(
-                f"The random weights regenerated from seed={config.seed}, weight_init={config.weight_init!r}, "
-                f"generator_version={config.generator_version} have sha256 {actual}, but the checkpoint at {source} "
-                f"expects {config.weights_sha256}. The masks belong to other weights (edited seed or init, or another "
-                "generator): refusing to load them."
-            )
-        for name, module in self.masked_modules.items():
-            if getattr(module.scores, "_is_hf_initialized", False):
-                # A training checkpoint that kept its scores: they must select exactly the saved mask.
-                module.verify_scores_match_mask(prefix=f"{name}.")
-            else:
-                module.load_packed_mask(prefix=f"{name}.")
-        # Loading re-creates parameters as trainable; a fixed (unmasked) embedding's scores must stay frozen.
-        self.model.shared.scores.requires_grad_(bool(config.mask_embedding))
-        if self.masks_fingerprint(sync=False) != config.masks_sha256:
-            raise ValueError(
-                f"The masks in {source} do not match the `masks_sha256` recorded in its config.json: the mask file is "
-                "corrupted or was replaced. Re-save or re-download the checkpoint."
-            )
-
-    # ----------------------------------------------------------------------------------------------------------
     # Several mask sets over one random network (e.g. one per translation direction)
     # ----------------------------------------------------------------------------------------------------------
 
@@ -699,28 +567,18 @@ class SupermaskForConditionalGeneration(SupermaskPreTrainedModel, GenerationMixi
     def load_masks(self, source: str | os.PathLike, name: str, **kwargs) -> None:
         """Add the masks of the mask-only checkpoint `source` (folder or Hub repo id) as the set `name`.
 
-        The checkpoint must have been found over exactly these random weights (its `weights_sha256` equals this
-        model's: same seed, shape, init and generator) at the same density; anything else is refused. Its scores
-        are rebuilt from its masks once, here; `set_active_masks` then switches without reading a file or
-        regenerating anything. `kwargs` go to `from_pretrained` (e.g. `revision`).
+        The checkpoint must have the identity of this model but for its masks: found over exactly these random
+        weights (its `weights_sha256` equals this model's: same seed, shape, init and generator), with the same
+        forward settings (`FORWARD_FIELDS`: layers, heads, scales, activation, density, ...; with shared layers the
+        weights do not see the number of layers) and the same tokenizer when both record one. Anything else is
+        refused, naming what differs, and before this model is changed. Its scores are rebuilt from its masks
+        once, here; `set_active_masks` then switches without reading a file or regenerating anything. `kwargs` go to
+        `from_pretrained` (e.g. `revision`).
         """
         if name in self.mask_sets:
             raise ValueError(f"This model already holds a mask set named {name!r} (it holds {list(self.mask_sets)}).")
         other = type(self).from_pretrained(source, **kwargs)
-        mine, theirs = self.config, other.config
-        differing = [
-            field
-            for field in ("weights_sha256", "density", "mask_embedding", "embedding_sha256")
-            if getattr(theirs, field)
-            != (self.random_weights.fingerprint if field == "weights_sha256" else getattr(mine, field))
-        ]
-        if differing:
-            raise ValueError(
-                f"The masks at {source} were found over other weights or at another density than this model's "
-                f"(differing: {', '.join(f'{f}={getattr(theirs, f)!r}' for f in differing)}; this model has seed "
-                f"{mine.seed}, weight_init {mine.weight_init!r}, density {mine.density}). Masks are only meaningful "
-                "over the weights they were found for: load them as a model of their own instead."
-            )
+        self.check_same_network(other, source)
         # A mask-only checkpoint holds nothing but its masks: the set is kept packed, one bit per weight.
         self._inactive_mask_sets[name] = {
             module_name: {"packed": module.mask.to(self.device)} for module_name, module in other.masked_modules.items()
@@ -847,56 +705,6 @@ def marian_config_for(config: SupermaskConfig):
         tie_word_embeddings=True,
         use_cache=config.use_cache,
     )
-
-
-def _validate_checkpoint_files(source, kwargs: dict) -> None:
-    """Refuse, before loading, a checkpoint whose files are truncated or whose masks are not uint8."""
-    from safetensors import SafetensorError, safe_open
-    from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, cached_file
-
-    hub_kwargs = {
-        key: kwargs[key]
-        for key in ("cache_dir", "force_download", "proxies", "local_files_only", "token", "revision", "subfolder")
-        if key in kwargs
-    }
-    resolve = lambda name: cached_file(  # noqa: E731
-        source, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs
-    )
-    files = []
-    if (single := resolve(SAFE_WEIGHTS_NAME)) is not None:
-        files.append(single)
-    elif (index := resolve(SAFE_WEIGHTS_INDEX_NAME)) is not None:
-        import json
-
-        with open(index) as handle:
-            files.extend(resolve(shard) for shard in sorted(set(json.load(handle)["weight_map"].values())))
-    if not files:
-        from transformers.utils import WEIGHTS_INDEX_NAME, WEIGHTS_NAME
-
-        # Never unpickle: a supermask checkpoint is safetensors only.
-        other = [name for name in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME) if resolve(name) is not None]
-        if other:
-            raise ValueError(
-                f"The checkpoint at {source} has {other[0]} but no model.safetensors. Supermask checkpoints are "
-                "safetensors only, and this library never unpickles a weights file. Re-save the model with "
-                "`save_pretrained` (which writes model.safetensors)."
-            )
-        return  # let from_pretrained report the missing weights file in its own words
-    for file in files:
-        try:
-            with safe_open(file, framework="pt") as reader:
-                dtypes = {key: reader.get_slice(key).get_dtype() for key in reader.keys()}
-        except (SafetensorError, OSError) as error:
-            raise OSError(
-                f"The checkpoint file {file} is truncated or corrupted ({error}). Re-save or re-download it."
-            ) from error
-        wrong = {key: dtype for key, dtype in dtypes.items() if key.endswith(".mask") and dtype != "U8"}
-        if wrong:
-            raise ValueError(
-                f"Masks in {file} must be uint8 packed bits (numpy.packbits layout), but {len(wrong)} are not, e.g. "
-                f"{dict(list(wrong.items())[:3])}. The file was not written by SupermaskForConditionalGeneration."
-                "save_pretrained; re-save it from a loaded model."
-            )
 
 
 SupermaskConfig.register_for_auto_class()

@@ -112,6 +112,12 @@ class TranslationPipeline(Pipeline):
 
             self.check_model_type(MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
 
+        # A model that knows the tokenizer it was found with (hf_supermask's `check_tokenizer`) refuses any other:
+        # another model's tokenizer, or one with two ids swapped, would translate garbage without a word.
+        check_tokenizer = getattr(self.model, "check_tokenizer", None)
+        if callable(check_tokenizer) and self.tokenizer is not None:
+            check_tokenizer(self.tokenizer)
+
         # Backward compatibility with 4.x, which read `prefix` and generation defaults from
         # `config.task_specific_params[task]`, e.g. T5's "translation_en_to_de" prefix.
         task_specific_params = getattr(self.model.config, "task_specific_params", None) or {}

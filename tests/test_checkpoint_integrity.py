@@ -22,6 +22,7 @@ from hf_supermask import SupermaskConfig, SupermaskForConditionalGeneration
 def saved(tmp_path_factory, tiny_tokenizer):
     """A tiny model with a 16-position table, saved with its tokenizer."""
     model = SupermaskForConditionalGeneration(tiny_config(vocab_size=len(tiny_tokenizer), max_position_embeddings=16))
+    model.record_tokenizer(tiny_tokenizer)
     path = tmp_path_factory.mktemp("saved")
     model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
@@ -117,12 +118,14 @@ def test_lengths_beyond_the_position_table(saved, tmp_path, caplog):
         with pytest.raises(ValueError, match="`num_beams` must be an integer >= 1"):
             translator("A dog runs.", num_beams=beams)
     assert translator("A dog runs.", max_new_tokens=16, min_new_tokens=16)  # the whole table is usable
-    # a saved generation config beyond the table (what the training script used to write)
+    # a saved generation config beyond the table (what the training script used to write) is refused at load
     copy = _copy(saved, tmp_path)
     generation = json.loads((copy / "generation_config.json").read_text())
     (copy / "generation_config.json").write_text(json.dumps({**generation, "max_length": 128}))
-    with pytest.raises(ValueError, match=r"`max_length` \(from the model's generation_config.json\) is 128"):
-        pipeline("translation", model=str(copy), device="cpu")("A dog runs.")
+    with pytest.raises(ValueError, match="`max_length` in the generation_config.json .* is 128, but the model"):
+        AutoModelForSeq2SeqLM.from_pretrained(copy)
+    with pytest.raises(ValueError, match="`max_length` in the generation_config.json"):
+        pipeline("translation", model=str(copy), device="cpu")
     # and the model itself, driven directly, says what is wrong instead of an IndexError
     model = AutoModelForSeq2SeqLM.from_pretrained(saved)
     with pytest.raises(ValueError, match="position table covers 16"):

@@ -16,6 +16,10 @@ from hf_supermask.pretrained import SHIPPED_DIRECTIONS
 
 # The random weights every direction was found over (seed 0, d_model 256, ffn 1024, 3+3 layers, 10k joint vocabulary).
 WEIGHTS_SHA256 = "15f7726c9393a3acc1bf4d3ea1a837c43e97d4620e154a2373d6573e1e9cf821"
+# The forward settings and the joint tokenizer every direction shares (recorded when the folders were re-saved with the
+# whole identity, 2026-12-06, from their unchanged masks).
+FORWARD_CONFIG_SHA256 = "c244ee5cae3b68ff890bc8533d2d2e3b8a78a828c2258efc2e110e0d71ec4097"
+TOKENIZER_SHA256 = "e0a6c23247b459a7633595a2229752691059e8eb84cf4344d36866248873387c"
 # Per direction, recorded when it was shipped: its masks' fingerprint, and greedy BLEU on the first 50
 # test_2016_flickr sentences then (the floor below it leaves room for float noise across machines, not for a bug).
 SHIPPED = {
@@ -34,6 +38,9 @@ def test_the_shipped_directions_are_the_recorded_ones():
     for direction, (masks_sha256, _) in SHIPPED.items():
         config = json.loads((SHIPPED_DIRECTIONS / direction / "config.json").read_text())
         assert (config["weights_sha256"], config["masks_sha256"]) == (WEIGHTS_SHA256, masks_sha256), direction
+        identity = (config["forward_config_sha256"], config["tokenizer_sha256"])
+        assert identity == (FORWARD_CONFIG_SHA256, TOKENIZER_SHA256), direction
+        assert f"{config['source_lang']}-{config['target_lang']}" == direction
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,9 @@ from hf_supermask.pretrained import SHIPPED_MODEL
 # Recorded when the model was shipped (its card states them too). They move only with the shipped model.
 WEIGHTS_SHA256 = "ab0c9f1c52cf521ece136ae0fffe68e2666e3cc496ef868b3b0bb19965a4612d"
 MASKS_SHA256 = "ad936216e2111b2d6ce80bec2449397fc2ea5cdecc43d1750b52ed4d607d1273"
+# Recorded when the folder was re-saved with the whole identity (2026-12-06, from the unchanged masks above).
+FORWARD_CONFIG_SHA256 = "83fb18e7d2a73faea4e089aeeb54e39c87001c512709b04e6fa04a770891530f"
+TOKENIZER_SHA256 = "832942b8c8319e77ad5f823aa6dc30a2dd18647e02bfb8ed502c98b58d541fba"
 # BLEU of the first 100 test_2016_flickr sentences with the saved decoding, measured at shipping: 26.47
 # (2026-12-02; the whole test set: 29.16). The floor leaves room for float noise across machines, not for a bug.
 BLEU_FLOOR_100 = 23.5
@@ -29,6 +32,9 @@ def shipped():
 def test_shipped_model_regenerates_the_same_weights_and_masks(shipped):
     config = json.loads((SHIPPED_MODEL / "config.json").read_text())
     assert (config["weights_sha256"], config["masks_sha256"]) == (WEIGHTS_SHA256, MASKS_SHA256)
+    assert (config["forward_config_sha256"], config["tokenizer_sha256"]) == (FORWARD_CONFIG_SHA256, TOKENIZER_SHA256)
+    assert (config["source_lang"], config["target_lang"]) == ("en", "de")
+    assert shipped.config.forward_config_fingerprint() == FORWARD_CONFIG_SHA256
     # what from_pretrained regenerated and unpacked, fingerprinted again here
     assert shipped.random_weights.fingerprint == WEIGHTS_SHA256
     assert shipped.masks_fingerprint() == MASKS_SHA256

@@ -1,0 +1,718 @@
+# Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
+"""PyTorch Supermask model: a Marian-shaped translation Transformer whose weights are random and frozen.
+
+Only a binary mask per weight tensor is learned (edge-popup, Ramanujan et al. 2020). With `share_layers`
+(the default) this is the one-layer model of Shen et al. 2021, "What's Hidden in a One-layer Randomly
+Weighted Transformer?": every encoder layer applies its own mask to ONE layer's worth of random weights, and
+likewise the decoder. A checkpoint is the config (seed, density, init, fingerprints) plus packed bitmasks.
+
+The computation mirrors `MarianMTModel` (post-norm layers, sinusoidal positions, sqrt(d_model) embedding
+scale, one embedding tied to the output projection), reusing Marian's attention and layer forwards, so that
+`export_dense()` gives a stock `MarianMTModel` with the same logits.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+import os
+import types
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers.activations import ACT2FN
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
+from transformers.generation import GenerationMixin
+from transformers.loss.loss_utils import fixed_cross_entropy
+from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import (
+    BaseModelOutput,
+    BaseModelOutputWithPastAndCrossAttentions,
+    Seq2SeqLMOutput,
+    Seq2SeqModelOutput,
+)
+from transformers.modeling_utils import PreTrainedModel
+from transformers.models.marian.modeling_marian import (
+    MarianAttention,
+    MarianDecoderLayer,
+    MarianEncoderLayer,
+    MarianSinusoidalPositionalEmbedding,
+    shift_tokens_right,
+)
+from transformers.utils import can_return_tuple, logging
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
+
+from .checkpoint import EMBEDDING, LOADING_MASKS, SupermaskCheckpointMixin
+from .configuration_supermask import SupermaskConfig
+from .masked_layers import MaskedEmbedding, MaskedLinear, MaskedWeight, SupermaskRandomWeights
+
+
+logger = logging.get_logger(__name__)
+
+_ATTENTION_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "out_proj")
+
+
+def _layer_weight_shapes(config: SupermaskConfig, stack: str) -> dict[str, tuple[int, int]]:
+    """Shapes of one layer's maskable tensors, by their path inside the layer."""
+    d, ffn = config.d_model, getattr(config, f"{stack}_ffn_dim")
+    attentions = ("self_attn", "encoder_attn") if stack == "decoder" else ("self_attn",)
+    shapes = {f"{attn}/{proj}": (d, d) for attn in attentions for proj in _ATTENTION_PROJECTIONS}
+    shapes.update({"fc1": (ffn, d), "fc2": (d, ffn)})
+    return shapes
+
+
+def random_weight_name(config: SupermaskConfig, stack: str, layer_idx: int, path: str) -> str:
+    """Generator key of a layer tensor: one per stack with `share_layers`, one per layer otherwise."""
+    return f"{stack}/{path}" if config.share_layers else f"{stack}/layers/{layer_idx}/{path}"
+
+
+def random_weight_shapes(config: SupermaskConfig) -> dict[str, tuple[int, int]]:
+    """Every frozen random tensor of the model, by generator key."""
+    shapes = {EMBEDDING: (config.vocab_size, config.d_model)}
+    for stack in ("encoder", "decoder"):
+        for layer_idx in range(getattr(config, f"{stack}_layers")):
+            for path, shape in _layer_weight_shapes(config, stack).items():
+                shapes[random_weight_name(config, stack, layer_idx, path)] = shape
+    return shapes
+
+
+def _masked_linear(random_weights, config, stack, layer_idx, path) -> MaskedLinear:
+    return MaskedLinear(
+        random_weights,
+        weight_name=random_weight_name(config, stack, layer_idx, path),
+        score_name=f"{stack}/layers/{layer_idx}/{path}",
+        density=config.density,
+    )
+
+
+def _plain_layer_norm(dim: int) -> nn.LayerNorm:
+    # No affine parameters: nothing but masks is learned (the paper's setting). eps as in Marian.
+    return nn.LayerNorm(dim, eps=1e-5, elementwise_affine=False)
+
+
+def _in_forward_scope(forward):
+    """Run a model-level forward inside `random_weights.forward_scope()`: the masks it computes live as long as the
+    outermost such forward (the caching rule, stated in `masked_layers`)."""
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        with self.random_weights.forward_scope():
+            return forward(self, *args, **kwargs)
+
+    return wrapper
+
+
+class SupermaskAttention(MarianAttention):
+    """Marian's multi-head attention (same forward), with bias-free masked projections."""
+
+    def __init__(self, config, random_weights, stack, layer_idx, name, num_heads, is_decoder=False, is_causal=False):
+        nn.Module.__init__(self)  # MarianAttention.__init__ would build dense projections only to replace them
+        self.embed_dim = config.d_model
+        self.num_heads = num_heads
+        self.dropout = config.attention_dropout
+        self.head_dim = self.embed_dim // num_heads
+        self.config = config
+        self.scaling = self.head_dim**-0.5
+        self.is_decoder = is_decoder
+        self.is_causal = is_causal
+        self.layer_idx = layer_idx
+        for proj in _ATTENTION_PROJECTIONS:
+            setattr(self, proj, _masked_linear(random_weights, config, stack, layer_idx, f"{name}/{proj}"))
+
+
+class SupermaskEncoderLayer(MarianEncoderLayer):
+    """Marian's post-norm encoder layer (same forward) over masked random weights."""
+
+    def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, layer_idx: int):
+        GradientCheckpointingLayer.__init__(self)
+        self.embed_dim = config.d_model
+        self.self_attn = SupermaskAttention(
+            config, random_weights, "encoder", layer_idx, "self_attn", config.encoder_attention_heads
+        )
+        self.self_attn_layer_norm = _plain_layer_norm(self.embed_dim)
+        self.dropout = config.dropout
+        self.activation_fn = ACT2FN[config.activation_function]
+        self.activation_dropout = config.activation_dropout
+        self.fc1 = _masked_linear(random_weights, config, "encoder", layer_idx, "fc1")
+        self.fc2 = _masked_linear(random_weights, config, "encoder", layer_idx, "fc2")
+        self.final_layer_norm = _plain_layer_norm(self.embed_dim)
+
+
+class SupermaskDecoderLayer(MarianDecoderLayer):
+    """Marian's post-norm decoder layer (same forward) over masked random weights."""
+
+    def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, layer_idx: int):
+        GradientCheckpointingLayer.__init__(self)
+        self.embed_dim = config.d_model
+        heads = config.decoder_attention_heads
+        self.self_attn = SupermaskAttention(
+            config, random_weights, "decoder", layer_idx, "self_attn", heads, is_decoder=True, is_causal=True
+        )
+        self.dropout = config.dropout
+        self.activation_fn = ACT2FN[config.activation_function]
+        self.activation_dropout = config.activation_dropout
+        self.self_attn_layer_norm = _plain_layer_norm(self.embed_dim)
+        self.encoder_attn = SupermaskAttention(
+            config, random_weights, "decoder", layer_idx, "encoder_attn", heads, is_decoder=True
+        )
+        self.encoder_attn_layer_norm = _plain_layer_norm(self.embed_dim)
+        self.fc1 = _masked_linear(random_weights, config, "decoder", layer_idx, "fc1")
+        self.fc2 = _masked_linear(random_weights, config, "decoder", layer_idx, "fc2")
+        self.final_layer_norm = _plain_layer_norm(self.embed_dim)
+
+
+@functools.lru_cache(maxsize=8)
+def _sinusoidal_table(num_positions: int, embedding_dim: int, dtype: torch.dtype) -> torch.Tensor:
+    """Marian's sinusoidal table, computed once per shape: Marian builds it with a Python loop over every entry
+    (about 0.6 s at 512 x 512), and the encoder and decoder (and every model loaded later) need the same one."""
+    holder = types.SimpleNamespace(weight=torch.empty(num_positions, embedding_dim, dtype=dtype, device="meta"))
+    return MarianSinusoidalPositionalEmbedding.create_weight(holder)
+
+
+class SupermaskSinusoidalPositionalEmbedding(nn.Module):
+    """Marian's sinusoidal positions (float64 sinusoids, sin half then cos half, no offset) as a non-persistent
+    buffer."""
+
+    def __init__(self, num_positions: int, embedding_dim: int):
+        super().__init__()
+        self.register_buffer("weight", torch.empty(num_positions, embedding_dim), persistent=False)
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        # Marian's own table, so that the dense export matches exactly.
+        self.weight.copy_(_sinusoidal_table(*self.weight.shape, self.weight.dtype))
+
+    def forward(self, position_ids: torch.Tensor) -> torch.Tensor:
+        return self.weight[position_ids]
+
+
+class SupermaskPreTrainedModel(PreTrainedModel):
+    config: SupermaskConfig
+    config_class = SupermaskConfig
+    base_model_prefix = "model"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = False
+    _supports_flex_attn = False
+    _can_compile_fullgraph = False
+    _no_split_modules = ["SupermaskEncoderLayer", "SupermaskDecoderLayer"]
+    # Scores are rebuilt from the saved masks (see `SupermaskForConditionalGeneration.from_pretrained`); the stacks'
+    # `embed_tokens` is `model.shared`, saved once.
+    _keys_to_ignore_on_load_missing = [r"\.scores$", r"(encoder|decoder)\.embed_tokens\."]
+    # Scores select the top-k; a lower precision would tie it (and change masks) on a `dtype=` load.
+    _keep_in_fp32_modules_strict = ["scores"]
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # Nothing here is drawn from torch's global RNG: weights and scores come from the config's seed.
+        if isinstance(module, SupermaskRandomWeights):
+            module.regenerate()
+        elif isinstance(module, MaskedWeight):
+            if not getattr(module.scores, "_is_hf_initialized", False):
+                if not LOADING_MASKS.get():
+                    module.reset_scores()
+        elif isinstance(module, SupermaskSinusoidalPositionalEmbedding):
+            module.reset_parameters()
+
+
+class _SupermaskStack(SupermaskPreTrainedModel):
+    """What the encoder and the decoder share: positions, layers over the random weights, the shared embedding."""
+
+    stack: str  # "encoder" or "decoder"
+    layer_class: type[nn.Module]
+    _keys_to_ignore_on_save = {"embed_tokens.scores", "embed_tokens.mask"}
+
+    def __init__(self, config: SupermaskConfig, random_weights: SupermaskRandomWeights, embed_tokens: MaskedEmbedding):
+        super().__init__(config)
+        self.dropout = config.dropout
+        self.layerdrop = getattr(config, f"{self.stack}_layerdrop")
+        self.embed_scale = math.sqrt(config.d_model) if config.scale_embedding else 1.0
+        # The model's shared modules, registered here too (one object under several parents: `.to()`, deepcopy and
+        # replication keep them one); the embedding's entries are saved once, under `model.shared`.
+        self.embed_tokens = embed_tokens
+        self.random_weights = random_weights
+        self.embed_positions = SupermaskSinusoidalPositionalEmbedding(config.max_position_embeddings, config.d_model)
+        self.layers = nn.ModuleList(
+            [self.layer_class(config, random_weights, i) for i in range(getattr(config, f"{self.stack}_layers"))]
+        )
+        self.gradient_checkpointing = False
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.embed_tokens
+
+    def _check_positions(self, length: int) -> None:
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"The {self.stack} got a sequence of {length} positions, but the model's position table covers "
+                f"{self.config.max_position_embeddings} (config.max_position_embeddings). Truncate the input, or "
+                "generate fewer tokens (max_new_tokens / max_length)."
+            )
+
+
+class SupermaskEncoder(_SupermaskStack):
+    """Transformer encoder of `config.encoder_layers` [`SupermaskEncoderLayer`]s over the shared masked embedding."""
+
+    stack, layer_class = "encoder", SupermaskEncoderLayer
+    _can_record_outputs = {"hidden_states": SupermaskEncoderLayer, "attentions": SupermaskAttention}
+
+    @_in_forward_scope
+    @capture_outputs
+    def forward(self, input_ids=None, attention_mask=None, inputs_embeds=None, **kwargs) -> BaseModelOutput:
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of input_ids or inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids) * self.embed_scale
+        self._check_positions(inputs_embeds.shape[1])
+        positions = torch.arange(inputs_embeds.shape[1], device=inputs_embeds.device)
+        hidden_states = inputs_embeds + self.embed_positions(positions)
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        attention_mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=inputs_embeds, attention_mask=attention_mask
+        )
+        for encoder_layer in self.layers:
+            if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:
+                continue
+            hidden_states = encoder_layer(hidden_states, attention_mask, **kwargs)
+        return BaseModelOutput(last_hidden_state=hidden_states)
+
+
+class SupermaskDecoder(_SupermaskStack):
+    """Transformer decoder of `config.decoder_layers` [`SupermaskDecoderLayer`]s over the shared masked embedding."""
+
+    stack, layer_class = "decoder", SupermaskDecoderLayer
+    _can_record_outputs = {
+        "hidden_states": SupermaskDecoderLayer,
+        "attentions": OutputRecorder(SupermaskAttention, index=1, layer_name="self_attn"),
+        "cross_attentions": OutputRecorder(SupermaskAttention, index=1, layer_name="encoder_attn"),
+    }
+
+    @_in_forward_scope
+    @capture_outputs
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        encoder_hidden_states=None,
+        encoder_attention_mask=None,
+        past_key_values: Cache | None = None,
+        inputs_embeds=None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPastAndCrossAttentions:
+        if (input_ids is None) ^ (inputs_embeds is not None):
+            raise ValueError("You must specify exactly one of decoder_input_ids or decoder_inputs_embeds")
+        if inputs_embeds is None:
+            inputs_embeds = self.embed_tokens(input_ids)
+        inputs_embeds = inputs_embeds * self.embed_scale
+        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache and past_key_values is None:
+            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+
+        batch_size, seq_length = inputs_embeds.shape[:2]
+        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        if attention_mask is None:
+            attention_mask = torch.ones(batch_size, past_length + seq_length, device=inputs_embeds.device)
+        self_attn_cache = (
+            past_key_values.self_attention_cache
+            if isinstance(past_key_values, EncoderDecoderCache)
+            else past_key_values
+        )
+        causal_mask = create_causal_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            past_key_values=self_attn_cache,
+        )
+        encoder_attention_mask = create_bidirectional_mask(
+            config=self.config,
+            inputs_embeds=inputs_embeds,
+            attention_mask=encoder_attention_mask,
+            encoder_hidden_states=encoder_hidden_states,
+        )
+        self._check_positions(past_length + seq_length)
+        positions = torch.arange(seq_length, device=inputs_embeds.device) + past_length
+        hidden_states = inputs_embeds + self.embed_positions(positions)
+        hidden_states = nn.functional.dropout(hidden_states, p=self.dropout, training=self.training)
+        for decoder_layer in self.layers:
+            if self.training and self.layerdrop > 0.0 and torch.rand([]) < self.layerdrop:
+                continue
+            hidden_states = decoder_layer(
+                hidden_states,
+                causal_mask,
+                encoder_hidden_states,
+                encoder_attention_mask=encoder_attention_mask,
+                past_key_values=past_key_values,
+                use_cache=use_cache,
+                **kwargs,
+            )
+        return BaseModelOutputWithPastAndCrossAttentions(
+            last_hidden_state=hidden_states, past_key_values=past_key_values
+        )
+
+
+class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
+    """The bare encoder-decoder: random weights, the shared masked embedding, encoder and decoder.
+
+    `from_pretrained` adopts a checkpoint's masks and verifies its identity exactly as
+    [`SupermaskForConditionalGeneration`] does (see `checkpoint.py`)."""
+
+    _masks_name_prefix = "model."  # checkpoints name masks as the seq2seq model holds them
+
+    def __init__(self, config: SupermaskConfig):
+        super().__init__(config)
+        external = {}
+        if config.embedding_source is not None:
+            external[EMBEDDING] = (config.embedding_source, config.embedding_sha256)
+        self.random_weights = SupermaskRandomWeights(
+            config,
+            random_weight_shapes(config),
+            padding_rows={EMBEDDING: config.pad_token_id},
+            external=external,
+            scales={EMBEDDING: config.embedding_scale},
+        )
+        # An unmasked (fixed) embedding keeps every entry: density 1, scores frozen.
+        embedding_density = config.density if config.mask_embedding else 1.0
+        self.shared = MaskedEmbedding(
+            self.random_weights, EMBEDDING, EMBEDDING, embedding_density, padding_idx=config.pad_token_id
+        )
+        self.shared.scores.requires_grad_(config.mask_embedding)
+        self.encoder = SupermaskEncoder(config, self.random_weights, self.shared)
+        self.decoder = SupermaskDecoder(config, self.random_weights, self.shared)
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.shared
+
+    def get_encoder(self):
+        return self.encoder
+
+    @can_return_tuple
+    @_in_forward_scope
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        use_cache=None,
+        **kwargs,
+    ) -> Seq2SeqModelOutput:
+        if encoder_outputs is None:
+            encoder_outputs = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
+            )
+        elif not isinstance(encoder_outputs, BaseModelOutput):
+            encoder_outputs = BaseModelOutput(
+                last_hidden_state=encoder_outputs[0],
+                hidden_states=encoder_outputs[1] if len(encoder_outputs) > 1 else None,
+                attentions=encoder_outputs[2] if len(encoder_outputs) > 2 else None,
+            )
+        decoder_outputs = self.decoder(
+            input_ids=decoder_input_ids,
+            attention_mask=decoder_attention_mask,
+            encoder_hidden_states=encoder_outputs.last_hidden_state,
+            encoder_attention_mask=attention_mask,
+            past_key_values=past_key_values,
+            inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        return Seq2SeqModelOutput(
+            last_hidden_state=decoder_outputs.last_hidden_state,
+            past_key_values=decoder_outputs.past_key_values,
+            decoder_hidden_states=decoder_outputs.hidden_states,
+            decoder_attentions=decoder_outputs.attentions,
+            cross_attentions=decoder_outputs.cross_attentions,
+            encoder_last_hidden_state=encoder_outputs.last_hidden_state,
+            encoder_hidden_states=encoder_outputs.hidden_states,
+            encoder_attentions=encoder_outputs.attentions,
+        )
+
+
+class SupermaskForConditionalGeneration(SupermaskCheckpointMixin, SupermaskPreTrainedModel, GenerationMixin):
+    """Supermask translation model: the encoder-decoder plus the (tied, masked) output projection.
+
+    Its saved state is the config (seed, density, init, fingerprints) and one packed bitmask per weight tensor;
+    `from_pretrained` regenerates the random weights, checks their fingerprint, and rebuilds scores from the
+    masks, so the loaded model both translates exactly as before and can be fine-tuned further.
+
+    Example:
+
+    ```python
+    >>> import hf_supermask  # registers the Auto classes and the translation pipeline
+    >>> from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    >>> model = AutoModelForSeq2SeqLM.from_pretrained("path/to/checkpoint")
+    ```
+    """
+
+    # Trainer: our loss honours `num_items_in_batch` (sum / number of target tokens in the global batch).
+    accepts_loss_kwargs = True
+
+    def __init__(self, config: SupermaskConfig):
+        super().__init__(config)
+        self.model = SupermaskModel(config)
+        # opus-mt convention: generation never emits <pad> (it is the decoder start token).
+        self.generation_config.bad_words_ids = [[config.pad_token_id]]
+        # Published checkpoints hold masks only; Trainer checkpoints set `save_scores` to keep what resuming needs.
+        self.save_scores = False
+        # Mask sets over the same random weights (`load_masks`): the inactive ones, by name; the active one is in
+        # the modules.
+        self._active_masks = "default"
+        self._inactive_mask_sets: dict[str, dict[str, dict]] = {}
+        self.post_init()
+
+    def get_input_embeddings(self):
+        return self.model.shared
+
+    def get_encoder(self):
+        return self.model.encoder
+
+    def get_decoder(self):
+        return self.model.decoder
+
+    @property
+    def random_weights(self) -> SupermaskRandomWeights:
+        return self.model.random_weights
+
+    @can_return_tuple
+    @_in_forward_scope
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        decoder_input_ids=None,
+        decoder_attention_mask=None,
+        encoder_outputs=None,
+        past_key_values=None,
+        inputs_embeds=None,
+        decoder_inputs_embeds=None,
+        labels=None,
+        use_cache=None,
+        num_items_in_batch: int | torch.Tensor | None = None,
+        **kwargs,
+    ) -> Seq2SeqLMOutput:
+        r"""
+        labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
+            Target ids (-100 is ignored). Decoder inputs are the labels shifted right after `decoder_start_token_id`.
+        num_items_in_batch (`int`, *optional*):
+            Number of target tokens in the whole (accumulated, all-process) batch, passed by the Trainer; the loss is
+            then the summed token loss divided by it, so that gradient accumulation and multi-process runs average
+            over tokens exactly like one large batch.
+        """
+        if labels is not None:
+            use_cache = False
+            if decoder_input_ids is None and decoder_inputs_embeds is None:
+                decoder_input_ids = shift_tokens_right(
+                    labels, self.config.pad_token_id, self.config.decoder_start_token_id
+                )
+        outputs = self.model(
+            input_ids,
+            attention_mask=attention_mask,
+            decoder_input_ids=decoder_input_ids,
+            decoder_attention_mask=decoder_attention_mask,
+            encoder_outputs=encoder_outputs,
+            past_key_values=past_key_values,
+            inputs_embeds=inputs_embeds,
+            decoder_inputs_embeds=decoder_inputs_embeds,
+            use_cache=use_cache,
+            **kwargs,
+        )
+        logits = self.model.shared.project(outputs.last_hidden_state)
+        if self.config.output_scale != 1.0:
+            logits = logits * self.config.output_scale
+        loss = None
+        if labels is not None:
+            # Summed over tokens / `num_items_in_batch` when given, else the mean: transformers' own token loss.
+            loss = fixed_cross_entropy(
+                logits.float().view(-1, logits.size(-1)), labels.to(logits.device).view(-1), num_items_in_batch
+            )
+        return Seq2SeqLMOutput(
+            loss=loss,
+            logits=logits,
+            past_key_values=outputs.past_key_values,
+            decoder_hidden_states=outputs.decoder_hidden_states,
+            decoder_attentions=outputs.decoder_attentions,
+            cross_attentions=outputs.cross_attentions,
+            encoder_last_hidden_state=outputs.encoder_last_hidden_state,
+            encoder_hidden_states=outputs.encoder_hidden_states,
+            encoder_attentions=outputs.encoder_attentions,
+        )
+
+    def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor):
+        return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Several mask sets over one random network (e.g. one per translation direction)
+    # ----------------------------------------------------------------------------------------------------------
+
+    @property
+    def active_masks(self) -> str:
+        """Name of the mask set the model computes with ("default" for the one it was created or loaded with)."""
+        return self._active_masks
+
+    @property
+    def mask_sets(self) -> tuple[str, ...]:
+        """Names of every mask set this model holds, the active one first."""
+        return (self._active_masks, *self._inactive_mask_sets)
+
+    def load_masks(self, source: str | os.PathLike, name: str, **kwargs) -> None:
+        """Add the masks of the mask-only checkpoint `source` (folder or Hub repo id) as the set `name`.
+
+        The checkpoint must have the identity of this model but for its masks: found over exactly these random
+        weights (its `weights_sha256` equals this model's: same seed, shape, init and generator), with the same
+        forward settings (`FORWARD_FIELDS`: layers, heads, scales, activation, density, ...; with shared layers the
+        weights do not see the number of layers) and the same tokenizer when both record one. Anything else is
+        refused, naming what differs, and before this model is changed. Its scores are rebuilt from its masks
+        once, here; `set_active_masks` then switches without reading a file or regenerating anything. `kwargs` go to
+        `from_pretrained` (e.g. `revision`).
+        """
+        if name in self.mask_sets:
+            raise ValueError(f"This model already holds a mask set named {name!r} (it holds {list(self.mask_sets)}).")
+        other = type(self).from_pretrained(source, **kwargs)
+        self.check_same_network(other, source)
+        # A mask-only checkpoint holds nothing but its masks: the set is kept packed, one bit per weight.
+        self._inactive_mask_sets[name] = {
+            module_name: {"packed": module.mask.to(self.device)} for module_name, module in other.masked_modules.items()
+        }
+
+    def set_active_masks(self, name: str) -> None:
+        """Compute with the mask set `name` from now on: no file is read and no random weight regenerated.
+
+        Memory: an inactive set whose scores are a loaded mask's rebuild is held as its packed mask (one bit per
+        weight), so k directions cost the random weights once, the active set's scores and fold, and one bit per
+        weight for each other set. A set trained in this process is held whole (its float32 scores), so switching
+        never loses training state. Time: activating a packed set rebuilds its scores from the mask, and in eval
+        mode its folded weights, eagerly (linear in the number of weights; `benchmarks/mask_sets.md` has the
+        measured figures)."""
+        if name == self._active_masks:
+            return
+        if name not in self._inactive_mask_sets:
+            raise KeyError(f"No mask set named {name!r}; this model holds {list(self.mask_sets)} (see `load_masks`).")
+        target = self._inactive_mask_sets.pop(name)
+        current = {
+            module_name: module.swap_mask_set(target[module_name])
+            for module_name, module in self.masked_modules.items()
+        }
+        self._inactive_mask_sets[self._active_masks] = current
+        self._active_masks = name
+
+    def rename_mask_set(self, name: str, new_name: str) -> None:
+        """Call the mask set `name` `new_name` from now on (e.g. "default", the set the model was loaded with, after
+        its translation direction, so that `pipeline("translation_en_to_de", ...)` picks it)."""
+        if name not in self.mask_sets:
+            raise KeyError(f"No mask set named {name!r}; this model holds {list(self.mask_sets)}.")
+        if new_name in self.mask_sets:
+            raise ValueError(f"This model already holds a mask set named {new_name!r}.")
+        if name == self._active_masks:
+            self._active_masks = new_name
+        else:
+            self._inactive_mask_sets[new_name] = self._inactive_mask_sets.pop(name)
+
+    def save_mask_sets(self, directory: str | os.PathLike) -> list[Path]:
+        """Save every mask set as its own mask-only checkpoint, `directory/<name>/`, each loadable and pushable
+        alone (`from_pretrained`, `load_masks`). Returns the folders."""
+        active, folders = self._active_masks, []
+        try:
+            for name in self.mask_sets:
+                self.set_active_masks(name)
+                folders.append(Path(directory) / name)
+                self.save_pretrained(folders[-1])
+        finally:
+            self.set_active_masks(active)
+        return folders
+
+    # ----------------------------------------------------------------------------------------------------------
+    # Export
+    # ----------------------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def export_dense(self):
+        """A stock `transformers.MarianMTModel` with the masks folded into dense weights (same logits and outputs).
+
+        Marian has no bias-free linears and no affine-free LayerNorm, so biases are zero, LayerNorms are the
+        identity affine map (but the last decoder one, whose weight is `output_scale`), and `final_logits_bias` is
+        zero. The result needs no hf_supermask code.
+        """
+        from transformers import MarianMTModel
+
+        dense = MarianMTModel(marian_config_for(self.config))
+        state = {}
+        last_norm = f"model.decoder.layers.{self.config.decoder_layers - 1}.final_layer_norm.weight"
+        for name, module in self.named_modules():
+            if isinstance(module, MaskedWeight):
+                weight = (module.weight * module.current_mask().to(module.weight.dtype)).float()
+                if isinstance(module, MaskedEmbedding):
+                    state["model.shared.weight"] = weight
+                else:
+                    state[f"{name}.weight"] = weight
+        for key, value in dense.state_dict().items():
+            if key in state or not key.startswith("model.") and key != "final_logits_bias":
+                continue
+            if key == last_norm:  # logits = output_scale * (h @ E^T): the scale moves into the last LayerNorm
+                state[key] = torch.full_like(value, self.config.output_scale)
+            elif key.endswith("layer_norm.weight"):
+                state[key] = torch.ones_like(value)
+            elif key.endswith(".bias") or key == "final_logits_bias":
+                state[key] = torch.zeros_like(value)
+        missing, unexpected = dense.load_state_dict(state, strict=False)
+        # Only the tied copies of the embedding and the sinusoidal tables may be left to Marian.
+        leftovers = [k for k in missing if not k.endswith("embed_positions.weight") and "embed_tokens" not in k]
+        leftovers = [k for k in leftovers if k != "lm_head.weight"]
+        if leftovers or unexpected:
+            raise RuntimeError(f"export_dense did not map every tensor: missing {leftovers}, unexpected {unexpected}")
+        dense.tie_weights()
+        dense.generation_config = copy.deepcopy(self.generation_config)
+        return dense.eval()
+
+
+def marian_config_for(config: SupermaskConfig):
+    """The `MarianConfig` of a dense model with the same computation (every differing Marian default set explicitly)."""
+    from transformers import MarianConfig
+
+    return MarianConfig(
+        vocab_size=config.vocab_size,
+        decoder_vocab_size=config.vocab_size,
+        d_model=config.d_model,
+        encoder_layers=config.encoder_layers,
+        decoder_layers=config.decoder_layers,
+        encoder_attention_heads=config.encoder_attention_heads,
+        decoder_attention_heads=config.decoder_attention_heads,
+        encoder_ffn_dim=config.encoder_ffn_dim,
+        decoder_ffn_dim=config.decoder_ffn_dim,
+        activation_function=config.activation_function,
+        max_position_embeddings=config.max_position_embeddings,
+        dropout=config.dropout,
+        attention_dropout=config.attention_dropout,
+        activation_dropout=config.activation_dropout,
+        encoder_layerdrop=config.encoder_layerdrop,
+        decoder_layerdrop=config.decoder_layerdrop,
+        scale_embedding=config.scale_embedding,
+        pad_token_id=config.pad_token_id,
+        eos_token_id=config.eos_token_id,
+        bos_token_id=config.bos_token_id,
+        decoder_start_token_id=config.decoder_start_token_id,
+        forced_eos_token_id=config.forced_eos_token_id,
+        share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+        use_cache=config.use_cache,
+    )
+
+
+SupermaskConfig.register_for_auto_class()
+SupermaskForConditionalGeneration.register_for_auto_class("AutoModelForSeq2SeqLM")
+
+__all__ = [
+    "SupermaskForConditionalGeneration",
+    "SupermaskModel",
+    "SupermaskPreTrainedModel",
+    "marian_config_for",
+]
