@@ -20,10 +20,9 @@ from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeli
 
 import hf_supermask  # noqa: F401  (registers the Auto classes and the translation pipeline)
 from hf_supermask import SupermaskConfig, SupermaskForConditionalGeneration, SupermaskModel
-from hf_supermask.demo import SHIPPED_MODEL
-from hf_supermask.directions import SHIPPED_DIRECTIONS
 from hf_supermask.modeling.checkpoint import tokenizer_fingerprint
 from hf_supermask.modeling.configuration_supermask import FORWARD_FIELDS
+from hf_supermask.pretrained import SHIPPED_DIRECTIONS, SHIPPED_MODEL
 
 
 SHIPPED_FOLDERS = [SHIPPED_MODEL, *sorted(p for p in SHIPPED_DIRECTIONS.iterdir() if (p / "config.json").exists())]
