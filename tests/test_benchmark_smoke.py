@@ -1,4 +1,5 @@
-"""The benchmark (scripts/benchmark.py, experiments/benchmark_models.py) in smoke mode: every metric is measured and positive."""
+"""The benchmark (scripts/benchmark.py, experiments/benchmark_models.py) in smoke mode: every metric is measured
+and positive."""
 
 from __future__ import annotations
 
