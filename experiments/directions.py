@@ -1,7 +1,8 @@
 # Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
 """One random network, many translators: several directions' masks over one seed, one shape, one joint tokenizer.
 
-Each direction is a run of the BLEU study (experiments/bleu_study.py: same budget, recipe, decoding chosen on validation,
+Each direction is a run of the BLEU study (experiments/bleu_study.py: same budget, recipe, decoding chosen on
+validation,
 test_2016_flickr reported) with its own languages, in `<output_dir>/<direction>/`, results in
 `<results_dir>/<direction>/`. Every direction shares the tokenizer in `<output_dir>/tokenizer` (trained once, on the
 training text of all `--languages`), so every direction's model has the same vocabulary, seed and shape, hence the
