@@ -2,8 +2,7 @@
 """One random network, many translators: several directions' masks over one seed, one shape, one joint tokenizer.
 
 Each direction is a run of the BLEU study (experiments/bleu_study.py: same budget, recipe, decoding chosen on
-validation,
-test_2016_flickr reported) with its own languages, in `<output_dir>/<direction>/`, results in
+validation, test_2016_flickr reported) with its own languages, in `<output_dir>/<direction>/`, results in
 `<results_dir>/<direction>/`. Every direction shares the tokenizer in `<output_dir>/tokenizer` (trained once, on the
 training text of all `--languages`), so every direction's model has the same vocabulary, seed and shape, hence the
 same random weights (`weights_sha256`): their masks can be loaded into one model and switched
