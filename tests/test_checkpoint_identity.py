@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from conftest import read_lines, tiny_config
+from conftest import REPO_ROOT, read_lines, tiny_config
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
@@ -402,3 +402,12 @@ def test_saved_folders_carry_every_module_the_remote_code_imports(saved):
     assert (saved / "pipeline_translation.py").exists()
     for folder in SHIPPED_FOLDERS:
         assert needed | {"modeling_supermask.py", "pipeline_translation.py"} <= {p.name for p in folder.glob("*.py")}
+
+
+def test_shipped_folders_carry_the_current_model_code():
+    """A shipped folder's remote code is a copy of `modeling/`: a change to the model code must be re-saved into
+    every shipped folder (`python scripts/resave_checkpoint.py FOLDER`), or remote-code users run old code."""
+    modeling = REPO_ROOT / "modeling"
+    for folder in SHIPPED_FOLDERS:
+        for copy in folder.glob("*.py"):
+            assert copy.read_bytes() == (modeling / copy.name).read_bytes(), f"{copy} differs from modeling/{copy.name}"
