@@ -241,6 +241,7 @@ class MaskedWeight(nn.Module):
         # `.data` (a second reference to the float32 storage): torch swaps the Parameter's and its grad's data in place
         scores = self.scores.data
         grad = None if self.scores.grad is None else self.scores.grad.data
+        rebuilt = self._rebuilt_key is not None and self._rebuilt_key == self._scores_key()
         super()._apply(fn, recurse)
         if self.scores.dtype != torch.float32:
             # A cast: keep the exact float32 scores (a lower precision would tie the top-k) and their accumulated
@@ -249,6 +250,8 @@ class MaskedWeight(nn.Module):
             if grad is not None:
                 self.scores.grad = grad.to(self.scores.device)
         self._folded = None
+        if rebuilt:  # a move copies the scores, it does not edit them: still a mask's rebuild (packed when inactive)
+            self._rebuilt_key = self._scores_key()
         return self
 
     @torch.no_grad()
@@ -290,7 +293,8 @@ class MaskedWeight(nn.Module):
         while inactive). Otherwise the float32 scores are kept whole, so nothing training learned is lost.
         """
         if self._rebuilt_key == self._scores_key() and self.scores.grad is None:
-            return {"packed": pack_mask(self.current_mask()).to(self.mask.device), "scores": self.scores}
+            # The `mask` buffer is the mask these scores were rebuilt from (no top-k needed).
+            return {"packed": self.mask.clone(), "scores": self.scores}
         return {"scores": self.scores}
 
     def check_mask_set_state(self, state: dict[str, torch.Tensor], where: str) -> torch.Tensor | None:

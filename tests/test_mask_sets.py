@@ -229,6 +229,8 @@ def test_a_packed_set_keeps_its_parameter_across_switches(two_directions, tiny_t
     model = _loaded_with_sets(two_directions).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=10.0)
     held = {name: module.scores for name, module in model.masked_modules.items()}
+    model._apply(lambda t: t.clone())  # a device move's stand-in: copies the scores, does not make them trained
+    held = {name: module.scores for name, module in model.masked_modules.items()}
     model.set_active_masks("en-fr")
     assert all(p.numel() == 0 for p in held.values())  # one bit per weight while inactive: the packed mask only
     model.set_active_masks("default")
