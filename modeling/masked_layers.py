@@ -18,15 +18,15 @@ The caching rule, the only one (everything else is computed from the scores when
   scores. (Gradient-accumulation micro-steps therefore pay for one top-k each.)
 * An eval-mode forward uses the folded weight W * mask, cached per tensor (a constant: grad-enabled eval forwards,
   e.g. for input attribution, get gradients for their inputs, not for the scores). Nothing outside the module
-  decides whether it is stale: the fold records the scores it was built from, as their tensor (`data_ptr`) and
-  version counter, checked at every eval forward, and as a content checksum (one matrix-vector product over the
-  scores), checked at the first eval forward after `eval()`. So every in-place change torch counts (an optimizer
-  step, `scores.copy_` under no_grad, a load) refolds at once, and edits that no version counter sees
-  (`scores.data.copy_`, an EMA through `.data`) are seen by the next `eval()`; `eval()` on unchanged scores keeps
-  the fold (one checksum, no top-k). Fused optimizer kernels skip the version counter: a stateless optimizer-step
-  hook bumps it for every parameter a step updated. The fold is dropped by `train()`, by `.to()` and casts, and is
-  never copied, pickled or shared by replicas (`deepcopy`, `torch.save`, `nn.DataParallel`): a copy or a replica
-  computes its own from its own tensors. It is never an inference tensor, even when built under `inference_mode`.
+  decides whether it is stale: the fold records the scores and the random weight it was built from, as tensors
+  (`data_ptr`) and version counters, checked at every eval forward, and the scores' content checksum (one
+  matrix-vector product), checked at the first eval forward after `eval()`. So every in-place change torch counts
+  (an optimizer step, `scores.copy_` under no_grad, a load) refolds at once, edits that no version counter sees
+  (`scores.data.copy_`, an EMA through `.data`) are seen by the next `eval()`, and `eval()` on unchanged scores
+  keeps the fold (one checksum, no top-k). Fused optimizer kernels skip the version counter: a stateless
+  optimizer-step hook bumps it for every parameter a step updated. The fold is dropped by `train()`, `.to()` and
+  casts; it is not copied or pickled (`deepcopy`, `torch.save`), and a replica (`nn.DataParallel`), whose tensors
+  are others, folds its own. It is never an inference tensor, even when built under `inference_mode`.
 * Scores stay float32 whatever the model's dtype, and so do their gradients: a cast never changes a mask.
 * Mask sets (`mask_sets.py`): each set owns its scores `Parameter`; the inactive ones are held by the model, not
   registered. A set whose scores are exactly what `load_packed_mask` rebuilt from a mask (same tensor and version
@@ -152,18 +152,15 @@ class MaskedWeight(nn.Module):
         self.scores = nn.Parameter(torch.empty(shape, dtype=torch.float32))
         self.register_buffer("mask", torch.zeros(packed_size(shape), dtype=torch.uint8))
         self.random_weights = random_weights  # the one shared owner, registered here too (see the module docstring)
-        self._drop_caches()
+        self.__dict__.update(self._NO_CACHES)
         self.register_state_dict_pre_hook(_pack_mask_before_state_dict)
 
-    def _drop_caches(self) -> None:
-        # The eval-mode fold and what it was built from: (data_ptr, version) of the scores and their checksum.
-        self._folded: torch.Tensor | None = None
-        self._fold_key: tuple[int, int] | None = None
-        self._fold_checksum: torch.Tensor | None = None
-        self._check_fold_content = False  # set by eval(): compare the checksum at the next eval forward
-        # (data_ptr, version) of the scores `load_packed_mask` rebuilt from a mask: while the scores are still those,
-        # they hold no more than their packed mask, which is all an inactive mask set then keeps.
-        self._rebuilt_key: tuple[int, int] | None = None
+    # The caches and what they were built from, all empty. `_folded`: the eval-mode fold; `_fold_key`: (data_ptr,
+    # version) of the scores and of the random weight it was built from; `_fold_checksum`: the scores' content then;
+    # `_check_fold_content`: set by eval(), compare that checksum at the next eval forward. `_rebuilt_key`: (data_ptr,
+    # version) of the scores `load_packed_mask` rebuilt from a mask: while the scores are still those, they hold no
+    # more than their packed mask, which is all an inactive mask set then keeps.
+    _NO_CACHES = dict(_folded=None, _fold_key=None, _fold_checksum=None, _check_fold_content=False, _rebuilt_key=None)
 
     @property
     def weight(self) -> torch.Tensor:
@@ -171,9 +168,10 @@ class MaskedWeight(nn.Module):
         return self.random_weights.get(self.weight_name)
 
     def _scores_key(self) -> tuple[int, int]:
-        scores = self.scores
-        # An inference tensor has no version counter (and cannot be changed outside inference_mode).
-        return scores.data_ptr(), -1 if scores.is_inference() else scores._version
+        return _tensor_key(self.scores)
+
+    def _fold_source(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return _tensor_key(self.scores), _tensor_key(self.weight)
 
     def current_mask(self) -> torch.Tensor:
         """Boolean mask: the `num_kept` largest |scores| (computed once per model-level forward)."""
@@ -199,7 +197,7 @@ class MaskedWeight(nn.Module):
         return self._folded
 
     def _fold_is_fresh(self) -> bool:
-        if self._folded is None or self._fold_key != self._scores_key():
+        if self._folded is None or self._fold_key != self._fold_source():
             return False
         if self._check_fold_content:
             self._check_fold_content = False
@@ -212,7 +210,7 @@ class MaskedWeight(nn.Module):
         with torch.inference_mode(False), torch.no_grad():
             weight = self.weight
             self._folded = weight * mask.to(weight.device, weight.dtype)
-            self._fold_key = self._scores_key()
+            self._fold_key = self._fold_source()
             self._fold_checksum = _scores_checksum(self.scores)
             self._check_fold_content = False
 
@@ -234,7 +232,7 @@ class MaskedWeight(nn.Module):
     def __getstate__(self):
         # deepcopy and pickling: caches (and the data_ptr they are keyed on) do not travel; the copy folds its own.
         state = super().__getstate__()
-        state.update(_folded=None, _fold_key=None, _fold_checksum=None, _check_fold_content=False, _rebuilt_key=None)
+        state.update(self._NO_CACHES)
         return state
 
     def _apply(self, fn, recurse=True):
@@ -322,8 +320,10 @@ class MaskedWeight(nn.Module):
                 incoming = nn.Parameter(torch.empty(0, dtype=torch.float32, device=outgoing.device))
             if mask is not None:
                 incoming.data = torch.empty(self.shape, dtype=torch.float32, device=outgoing.device)
-            elif incoming.device != outgoing.device:
+            elif incoming.device != outgoing.device:  # the model was moved while this set was inactive
                 incoming.data = incoming.data.to(outgoing.device)
+                if incoming.grad is not None:
+                    incoming.grad = incoming.grad.to(outgoing.device)
             # Only the active set trains: the inactive ones' Parameters are no model parameters and need no grad.
             outgoing.requires_grad_(False)
             self.scores = incoming.requires_grad_(trainable)
@@ -399,6 +399,12 @@ class MaskedWeight(nn.Module):
 
     def extra_repr(self) -> str:
         return f"weight={self.weight_name!r}, shape={list(self.shape)}, kept={self.num_kept}"
+
+
+def _tensor_key(tensor: torch.Tensor) -> tuple[int, int]:
+    """Which tensor, and how many in-place changes torch has counted on it (an inference tensor has no counter, and
+    cannot be changed outside inference_mode)."""
+    return tensor.data_ptr(), -1 if tensor.is_inference() else tensor._version
 
 
 def _scores_checksum(scores: torch.Tensor) -> torch.Tensor:

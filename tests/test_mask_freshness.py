@@ -357,3 +357,13 @@ def test_a_cast_keeps_the_accumulated_score_gradients(tiny_tokenizer, batch):
     for name, module in model.masked_modules.items():
         assert module.scores.dtype == module.scores.grad.dtype == torch.float32, name
         assert torch.equal(module.scores.grad, grads[name]), name
+
+
+def test_a_fold_follows_its_random_weight(tiny_tokenizer, batch):
+    """The fold is keyed on the random weight too: replacing or editing it in place (a regeneration) refolds."""
+    model = _model(tiny_tokenizer).eval()
+    _logits(model, batch)
+    layer = model.model.encoder.layers[0].fc1
+    with torch.no_grad():
+        layer.weight.mul_(2.0)
+    assert torch.equal(layer.effective_weight(), layer.weight * layer.current_mask())
