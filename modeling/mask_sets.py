@@ -171,7 +171,7 @@ class MaskSetsMixin:
         """Save every mask set as its own mask-only checkpoint, `directory/<name>/`, each loadable and pushable
         alone (`from_pretrained`, `load_masks`). Returns the folders. The active set is active again afterwards."""
         for name in self.mask_sets:
-            check_mask_set_name(name)  # names come through the checks above; a folder outside `directory` never
+            check_mask_set_name(name)  # checked on the way in too: no folder outside `directory` is ever written
         active, folders = self._active_masks, []
         try:
             for name in self.mask_sets:
