@@ -240,3 +240,130 @@ def test_scores_stay_out_of_the_state_dict_only_when_asked(tiny_tokenizer, tmp_p
         keys = set(reader.keys())
     assert keys == {f"{name}.mask" for name in model.masked_modules}
     assert json.loads((tmp_path / "config.json").read_text())["masks_sha256"] == model.masks_fingerprint()
+
+
+def _trained_then_folded(model, batch, optimizer) -> None:
+    """A gradient computed in training mode, then an eval forward (folds), then a fused step in eval mode."""
+    model.train()
+    model(**batch).loss.backward()
+    model.eval()
+    _logits(model, batch)
+    optimizer.step()
+    optimizer.zero_grad()
+
+
+def test_copies_and_pickles_see_optimizer_steps(tiny_tokenizer, batch, tmp_path):
+    """Item 7: what decides that a fold is stale travels with the module (deepcopy, pickling, torch.load)."""
+    import pickle
+
+    original = _model(tiny_tokenizer).eval()
+    _logits(original, batch)  # a fold, which the copies must not reuse after their own steps
+    torch.save(original, tmp_path / "model.pt")
+    copies = {
+        "deepcopy": copy.deepcopy(original),
+        "pickle": pickle.loads(pickle.dumps(original)),
+        "torch.load": torch.load(tmp_path / "model.pt", weights_only=False),
+    }
+    for how, model in copies.items():
+        optimizer = torch.optim.Adam(model.parameters(), lr=0.05, fused=True)
+        _trained_then_folded(model, batch, optimizer)
+        expected = _expected_masks(model)
+        assert any(not torch.equal(expected[n], m.current_mask()) for n, m in original.masked_modules.items()), how
+        _assert_fresh(model, batch)
+
+
+def test_a_copied_loaded_model_keeps_its_trained_scores_across_switches(tiny_tokenizer, batch, tmp_path):
+    """Item 7: a copy of a loaded model, trained, switched away and back, keeps what it learned (its scores are no
+    longer a mask's rebuild)."""
+    _model(tiny_tokenizer).save_pretrained(tmp_path / "a")
+    loaded = SupermaskForConditionalGeneration.from_pretrained(tmp_path / "a")
+    model = copy.deepcopy(loaded).train()
+    model.load_masks(tmp_path / "a", "other")
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05, fused=True)
+    model(**batch).loss.backward()
+    optimizer.step()
+    trained = {n: m.scores.detach().clone() for n, m in model.masked_modules.items()}
+    model.set_active_masks("other")
+    model.set_active_masks("default")
+    assert all(torch.equal(m.scores, trained[n]) for n, m in model.masked_modules.items())
+
+
+def test_replicas_compute_with_their_own_tensors_after_an_eval_forward(tiny_tokenizer, batch, monkeypatch):
+    """Item 11: after an eval forward on the master, each replica folds its own tensors. The CPU stand-in for a second
+    device gives replica 1 float64 copies: with the master's float32 fold it could not compute at all."""
+    import importlib
+
+    replicate_module = importlib.import_module("torch.nn.parallel.replicate")
+
+    def to_devices(tensors, devices, detach=False):
+        dtypes = {0: torch.float32, 1: torch.float64}
+        return [
+            [t.detach().to(dtypes[d], copy=True) if t.is_floating_point() else t.detach().clone() for t in tensors]
+            for d in devices
+        ]
+
+    monkeypatch.setattr(replicate_module, "_broadcast_coalesced_reshape", to_devices)
+    model = _model(tiny_tokenizer).eval()
+    expected = _logits(model, batch)  # folds the master's float32 tensors
+    replicas = replicate_module.replicate(model, [0, 1], detach=True)
+    for replica, dtype in zip(replicas, (torch.float32, torch.float64)):
+        with torch.no_grad():
+            logits = replica(**batch).logits
+        assert logits.dtype == dtype
+        torch.testing.assert_close(logits.float(), expected, atol=1e-5, rtol=1e-5)
+        assert replica.model.encoder.layers[0].fc1._folded.dtype == dtype
+    assert model.model.encoder.layers[0].fc1._folded.dtype == torch.float32  # the master's own fold, untouched
+
+
+def test_eval_with_unchanged_scores_does_not_refold(tiny_tokenizer, batch, monkeypatch):
+    """Issue 25 part 2: a server calling eval() before each request pays no top-k and no fold while the scores are
+    unchanged; an edit through `.data` (no version counter sees it) is still picked up by the next eval()."""
+    model = _model(tiny_tokenizer).eval()
+    _logits(model, batch)
+    folds = []
+    real = masked_layers.topk_mask
+    monkeypatch.setattr(masked_layers, "topk_mask", lambda *a, **k: folds.append(1) or real(*a, **k))
+    for _ in range(3):
+        model.eval()
+        model.generate(input_ids=batch["input_ids"][:2], max_new_tokens=3)
+    assert folds == []
+    layer = model.model.decoder.layers[1].fc2
+    layer.scores.data.copy_(layer.scores.data.flip(0))  # rows swapped: the same values, another mask
+    model.eval()
+    _assert_fresh(model, batch)
+    assert len(folds) >= 1
+
+
+def test_nan_scores_are_refused(tiny_tokenizer, batch, tmp_path):
+    """One NaN score made the CPU top-k keep k-1 weights and save_pretrained write a folder that cannot be loaded."""
+    model = _model(tiny_tokenizer)
+    with torch.no_grad():
+        model.model.encoder.layers[0].fc1.scores[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="hold 1 NaN value"):
+        model.save_pretrained(tmp_path)
+    assert not (tmp_path / "model.safetensors").exists()
+    with pytest.raises(ValueError, match="NaN value.*Training diverged"):
+        model.train()(**batch)
+    with pytest.raises(ValueError, match="NaN"):
+        _logits(model.eval(), batch)
+
+
+def test_a_cast_keeps_the_accumulated_score_gradients(tiny_tokenizer, batch):
+    """`.to(bfloat16)` between backward() and step() does not round the scores' gradients."""
+    model = _model(tiny_tokenizer).train()
+    model(**batch).loss.backward()
+    grads = {n: m.scores.grad.clone() for n, m in model.masked_modules.items()}
+    model.to(torch.bfloat16)
+    for name, module in model.masked_modules.items():
+        assert module.scores.dtype == module.scores.grad.dtype == torch.float32, name
+        assert torch.equal(module.scores.grad, grads[name]), name
+
+
+def test_a_fold_follows_its_random_weight(tiny_tokenizer, batch):
+    """The fold is keyed on the random weight too: replacing or editing it in place (a regeneration) refolds."""
+    model = _model(tiny_tokenizer).eval()
+    _logits(model, batch)
+    layer = model.model.encoder.layers[0].fc1
+    with torch.no_grad():
+        layer.weight.mul_(2.0)
+    assert torch.equal(layer.effective_weight(), layer.weight * layer.current_mask())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import read_lines, tiny_config
+from transformers import pipeline
 
 from hf_supermask import SupermaskForConditionalGeneration
 
@@ -113,12 +114,13 @@ def test_the_translation_pipeline_picks_the_mask_set(two_directions, tiny_tokeni
     with pytest.raises(ValueError, match="none named 'en-de'"):
         pipeline("translation_en_to_de", model=model, tokenizer=tiny_tokenizer, device="cpu")(SOURCES, max_new_tokens=6)
     model.rename_mask_set("default", "en-de")
-    assert model.mask_sets == ("en-fr", "en-de")
+    assert model.mask_sets == ("en-de", "en-fr")  # the pipelines above left "default" active
     german = pipeline("translation_en_to_de", model=model, tokenizer=tiny_tokenizer, device="cpu")
     assert german(SOURCES, max_new_tokens=6) == pipeline(
         "translation", model=str(two_directions["en-de"]), device="cpu"
     )(SOURCES, max_new_tokens=6)
-    assert model.active_masks == "en-de"
+    model.set_active_masks("en-fr")
+    assert german(SOURCES[:1], max_new_tokens=6) and model.active_masks == "en-fr"
 
 
 def test_masks_found_over_other_weights_are_refused(two_directions, tiny_tokenizer, tmp_path):
@@ -175,3 +177,147 @@ def test_mask_sets_benchmark_smoke(two_directions):
     assert all(bits > 1 for bits in results["bits_per_weight_on_disk"].values())  # a bit per weight, plus headers
     table = mask_sets_markdown(results)
     assert "| switch direction | `set_active_masks`" in table and "| load all 2 |" in table
+
+
+def _loaded_with_sets(two_directions) -> SupermaskForConditionalGeneration:
+    model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
+    model.load_masks(two_directions["en-fr"], "en-fr")
+    return model
+
+
+def _train_step(model, tokenizer, optimizer) -> None:
+    batch = tokenizer(SOURCES, return_tensors="pt", padding=True)
+    model(**batch, labels=batch["input_ids"]).loss.backward()
+    optimizer.step()
+
+
+def test_each_set_owns_its_scores_gradient_and_optimizer_state(two_directions, tiny_tokenizer):
+    """Item 6: `.grad` and optimizer moments never cross sets; parameters() exposes the active set only."""
+    model = _loaded_with_sets(two_directions).train()
+    fc1 = model.model.encoder.layers[0].fc1
+    default_optimizer = torch.optim.Adam(model.parameters(), lr=0.1, fused=True)
+    _train_step(model, tiny_tokenizer, default_optimizer)
+    default_optimizer.zero_grad(set_to_none=False)  # zero gradients, still attached: Adam's moments would move them
+    batch = tiny_tokenizer(SOURCES, return_tensors="pt", padding=True)
+    model(**batch, labels=batch["input_ids"]).loss.backward()  # a gradient of "default", pending
+    default_scores = {name: module.scores for name, module in model.masked_modules.items()}
+
+    model.set_active_masks("en-fr")
+    assert fc1.scores is not default_scores["model.encoder.layers.0.fc1"] and fc1.scores.grad is None
+    active_ids = {id(p) for p in model.parameters()}
+    assert active_ids == {id(m.scores) for m in model.masked_modules.values()}
+    assert not active_ids & {id(p) for p in default_scores.values()}  # inactive Parameters are not the model's
+    assert all(p.requires_grad for p in model.parameters()) and not any(
+        p.requires_grad for p in default_scores.values()
+    )
+    en_fr_masks = model.masks_fingerprint()
+    default_optimizer.step()  # the old set's optimizer: must not reach the active set
+    assert model.masks_fingerprint() == en_fr_masks
+    en_fr_optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    _train_step(model, tiny_tokenizer, en_fr_optimizer)
+    assert all(id(p) not in en_fr_optimizer.state for p in default_scores.values())
+
+    model.set_active_masks("default")  # the very Parameters the first optimizer holds, with their state and grad
+    assert all(m.scores is default_scores[n] for n, m in model.masked_modules.items())
+    assert fc1.scores.grad is not None and fc1.scores in default_optimizer.state
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_a_packed_set_keeps_its_parameter_across_switches(two_directions, tiny_tokenizer):
+    """An optimizer built before switching away from a loaded (packed while inactive) set still trains it after
+    switching back: the set's Parameter is emptied while inactive, not replaced."""
+    model = _loaded_with_sets(two_directions).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=10.0)
+    held = {name: module.scores for name, module in model.masked_modules.items()}
+    model._apply(lambda t: t.clone())  # a device move's stand-in: copies the scores, does not make them trained
+    held = {name: module.scores for name, module in model.masked_modules.items()}
+    model.set_active_masks("en-fr")
+    assert all(p.numel() == 0 for p in held.values())  # one bit per weight while inactive: the packed mask only
+    model.set_active_masks("default")
+    before = model.masks_fingerprint()
+    _train_step(model, tiny_tokenizer, optimizer)
+    assert all(m.scores is held[n] for n, m in model.masked_modules.items())
+    assert model.masks_fingerprint() != before
+
+
+def test_a_switch_that_fails_changes_nothing(two_directions, tiny_tokenizer):
+    """Every tensor of the incoming set is checked before any is switched."""
+    model = _loaded_with_sets(two_directions).eval()
+    expected = _logits(model, tiny_tokenizer)
+    last = sorted(model._inactive_mask_sets["en-fr"])[-1]
+    model._inactive_mask_sets["en-fr"][last]["packed"] = torch.zeros_like(
+        model._inactive_mask_sets["en-fr"][last]["packed"]
+    )  # keeps no weight: not a mask of this density
+    with pytest.raises(ValueError, match="cannot be activated .*'default' stays active.*keeps 0 weights"):
+        model.set_active_masks("en-fr")
+    assert model.active_masks == "default" and model.mask_sets == ("default", "en-fr")
+    assert set(model._inactive_mask_sets["en-fr"]) == set(model.masked_modules)
+    torch.testing.assert_close(_logits(model, tiny_tokenizer), expected)
+    model.load_masks(two_directions["en-fr"], "en-fr-again")  # the model still works as it did
+    model.set_active_masks("en-fr-again")
+
+
+def test_switching_under_inference_mode_then_training(two_directions, tiny_tokenizer):
+    """Item 8: a server switching per request under inference_mode leaves no inference tensor behind."""
+    model = _loaded_with_sets(two_directions).eval()
+    with torch.inference_mode():
+        model.set_active_masks("en-fr")
+        _logits(model, tiny_tokenizer)
+        model.set_active_masks("default")
+        model.set_active_masks("en-fr")
+    assert not any(t.is_inference() for t in (*model.parameters(), *model.buffers()))
+    model.train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.1)
+    _train_step(model, tiny_tokenizer, optimizer)
+    model.set_active_masks("default")
+    _train_step(model, tiny_tokenizer, torch.optim.Adam(model.parameters(), lr=0.1))
+
+
+@pytest.mark.parametrize("bad", ["", "../x", "/abs/dir", "a/b", "..", ".hidden", "-x", "a b", "x" * 101, 7])
+def test_unsafe_mask_set_names_are_refused(two_directions, tmp_path, bad):
+    """Item 9: set names become folder names in `save_mask_sets`; only plain names are accepted."""
+    model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
+    with pytest.raises(ValueError, match="Invalid mask set name"):
+        model.load_masks(two_directions["en-fr"], bad)
+    with pytest.raises(ValueError, match="Invalid mask set name"):
+        model.rename_mask_set("default", bad)
+    assert model.mask_sets == ("default",)
+
+
+def test_a_pipeline_leaves_the_model_as_it_found_it(two_directions, tiny_tokenizer):
+    """Item 10: an en->fr pipeline run on a shared model does not switch a plain pipeline built on it earlier."""
+    model = _loaded_with_sets(two_directions)
+    plain = pipeline("translation", model=model, tokenizer=tiny_tokenizer, device="cpu")
+    german = plain(SOURCES, max_new_tokens=6)
+    french = pipeline("translation_en_to_fr", model=model, tokenizer=tiny_tokenizer, device="cpu")
+    assert french(SOURCES, max_new_tokens=6) != german
+    assert model.active_masks == "default"
+    assert plain(SOURCES, max_new_tokens=6) == german
+    streamed = french((text for text in SOURCES[:2]), max_new_tokens=6, batch_size=1)
+    for translation in streamed:  # a generator is translated lazily: the set is restored after each batch
+        assert translation and model.active_masks == "default"
+
+
+def test_a_model_refuses_a_direction_it_does_not_serve(two_directions, tiny_tokenizer):
+    """Item 10: a single-set model whose config records its direction, or whose set is named after one, refuses
+    another direction's task instead of translating into the wrong language."""
+    model = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
+    reference = pipeline("translation", model=model, tokenizer=tiny_tokenizer, device="cpu")(SOURCES, max_new_tokens=6)
+    model.config.source_lang, model.config.target_lang = "en", "de"
+    with pytest.raises(ValueError, match="asks for en-fr, but the model serves \\['en-de'\\]"):
+        pipeline("translation_en_to_fr", model=model, tokenizer=tiny_tokenizer, device="cpu")(SOURCES)
+    german = pipeline("translation_en_to_de", model=model, tokenizer=tiny_tokenizer, device="cpu")
+    assert german(SOURCES, max_new_tokens=6) == reference
+    model.load_masks(two_directions["en-fr"], "en-fr")  # the recorded direction names the loaded set, "default"
+    assert german(SOURCES, max_new_tokens=6) == reference
+    unrecorded = SupermaskForConditionalGeneration.from_pretrained(two_directions["en-de"])
+    unrecorded.rename_mask_set("default", "en-de")
+    with pytest.raises(ValueError, match="asks for en-fr"):
+        pipeline("translation_en_to_fr", model=unrecorded, tokenizer=tiny_tokenizer, device="cpu")(SOURCES)
+
+
+def test_saved_folders_carry_the_split_modeling_files(two_directions):
+    """Remote code: the mask-set and dense-export files travel with every checkpoint (relative imports)."""
+    assert {"mask_sets.py", "dense_export.py", "modeling_supermask.py"} <= {
+        p.name for p in two_directions["en-de"].iterdir()
+    }

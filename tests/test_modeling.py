@@ -374,6 +374,8 @@ def test_loads_with_remote_code_and_exports_without_the_package(checkpoint, tiny
         "binarizers.py",
         "random_weights.py",
         "external_weights.py",
+        "mask_sets.py",
+        "dense_export.py",
         "pipeline_translation.py",
     ):
         assert (path / module_file).exists(), module_file
