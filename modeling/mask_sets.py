@@ -73,9 +73,9 @@ class MaskSetsMixin:
         weights (its `weights_sha256` equals this model's: same seed, shape, init and generator), with the same
         forward settings (`FORWARD_FIELDS`: layers, heads, scales, activation, density, ...; with shared layers the
         weights do not see the number of layers), the same masked tensors and the same tokenizer when both record
-        one; anything else is refused, naming what differs, and nothing is added. Its masks are verified once, here, and held packed (one bit per
-        weight); `set_active_masks` then switches without reading a file or regenerating anything. `kwargs` go to
-        `from_pretrained` (e.g. `revision`).
+        one; anything else is refused, naming what differs, and nothing is added. Its masks are verified once, here,
+        and held packed (one bit per weight); `set_active_masks` then switches without reading a file or
+        regenerating anything. `kwargs` go to `from_pretrained` (e.g. `revision`).
         """
         check_mask_set_name(name)
         if name in self.mask_sets:

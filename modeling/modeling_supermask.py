@@ -13,12 +13,9 @@ scale, one embedding tied to the output projection), reusing Marian's attention 
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
-import os
 import types
-from pathlib import Path
 
 import torch
 from torch import nn
