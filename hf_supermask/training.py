@@ -1119,7 +1119,22 @@ def parse_args(args: list[str] | None = None, prog: str | None = None):
             raise ValueError(f"{args[0]} has keys that are no arguments of the training script: {unknown}.")
         parser.set_defaults(**from_file)
         args = args[1:]
-    return parser.parse_args_into_dataclasses(args=args)
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+    if unknown:
+        import difflib
+
+        known = [option for action in parser._actions for option in action.option_strings]
+        guesses = [
+            f"{match[0]} for {flag}"
+            for flag in unknown
+            if flag.startswith("--") and (match := difflib.get_close_matches(flag.split("=")[0], known, n=1))
+        ]
+        raise ValueError(
+            f"Unknown arguments: {' '.join(unknown)}"
+            + (f" (did you mean {', '.join(guesses)}?)" if guesses else "")
+            + f". `{parser.prog} --help-all` lists every flag."
+        )
+    return tuple(parsed)
 
 
 def main(args: list[str] | None = None, prog: str | None = None) -> dict[str, Any]:

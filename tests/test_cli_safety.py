@@ -280,6 +280,15 @@ def test_a_malformed_arguments_file_is_named(tmp_path):
     )
 
 
+def test_a_mistyped_flag_is_named_with_the_flag_it_resembles(tmp_path, tokenizer_dir, capsys):
+    flags = training_flags(tmp_path / "out", tokenizer_dir, "--do_train", "--max_stepz", "3")
+    error = _cli_error(capsys, "train", *flags)
+    assert error == (
+        "hf-supermask: error: Unknown arguments: --max_stepz 3 (did you mean --max_steps for --max_stepz?). "
+        "`hf-supermask train --help-all` lists every flag."
+    )
+
+
 # Item 15: --help leads with what a user needs.
 
 
