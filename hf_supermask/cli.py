@@ -12,6 +12,11 @@ from collections.abc import Callable
 # `hf-supermask: error: ...` with exit status 1, without a traceback.
 USER_ERRORS = (ValueError, OSError, ImportError)  # ImportError: a missing optional extra (CTranslate2)
 
+OVERWRITE_HELP = (
+    "Replace what output_dir holds, once the checkpoint has loaded and the export is written (a failed export leaves "
+    "it intact; never the checkpoint's folder)."
+)
+
 
 def _read_texts(args) -> list[str]:
     """The sentences to translate, checked to be UTF-8 before any model is loaded."""
@@ -130,9 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     export = commands.add_parser("export-dense", help="Fold masks into a stock MarianMTModel folder.")
     export.add_argument("checkpoint", help="Supermask checkpoint folder or Hub id.")
     export.add_argument("output_dir", help="A new or empty folder for the MarianMTModel and its tokenizer.")
-    export.add_argument(
-        "--overwrite", action="store_true", help="Delete what output_dir holds first (never the checkpoint's folder)."
-    )
+    export.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     ct2 = commands.add_parser(
         "export-ctranslate2", help="Fold masks and convert for CTranslate2 (pip install hf_supermask[ctranslate2])."
@@ -140,9 +143,7 @@ def main(argv: list[str] | None = None) -> None:
     ct2.add_argument("checkpoint", help="Supermask checkpoint folder or Hub id.")
     ct2.add_argument("output_dir", help="A new or empty folder for the CTranslate2 model and its tokenizer.")
     ct2.add_argument("--quantization", default=None, help="Weights' type, e.g. int8 (default: float32).")
-    ct2.add_argument(
-        "--overwrite", action="store_true", help="Delete what output_dir holds first (never the checkpoint's folder)."
-    )
+    ct2.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
 
     commands.add_parser(
         "train", help="Train (same flags as scripts/train_translation.py; --help-all lists them all).", add_help=False
