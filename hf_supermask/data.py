@@ -5,6 +5,7 @@ a [`~datasets.DatasetDict`] with `"train"`, `"validation"` and `"test"` splits w
 `{"translation": {source_lang: ..., target_lang: ...}}`.
 """
 
+import json
 import logging
 import os
 from collections.abc import Callable, Mapping
@@ -16,7 +17,7 @@ import torch
 from datasets import Dataset, DatasetDict, DatasetInfo
 from transformers import BatchEncoding, PreTrainedTokenizerBase
 
-from .files import check_utf8, read_lines
+from .files import parse_json, read_lines
 
 
 logger = logging.getLogger(__name__)
@@ -231,7 +232,7 @@ def load_translation_dataset(
             Overrides the file stem (in `data_dir`) or Hub split name read for a canonical split, e.g.
             `{"test": "test_2017_flickr"}`.
         cache_dir (`str` or `os.PathLike`, *optional*):
-            Cache folder of 🤗 Datasets, for jsonlines files and Hub datasets.
+            Cache folder of 🤗 Datasets, for Hub datasets.
 
     Returns:
         [`~datasets.DatasetDict`]: the splits that were found.
@@ -239,7 +240,7 @@ def load_translation_dataset(
     Raises:
         `FileNotFoundError`: if no data is found; the message says where it looked and which option to pass.
         `ValueError`: if the two sides of a split have different numbers of lines, rows lack a language, or a file
-        is not UTF-8 (the message names the file and the line).
+        is not UTF-8 or (jsonlines) has a line that is not such an object (the message names the file and the line).
 
     Each split's `info.description` says where it was read from. An empty file gives an empty split: see
     [`check_splits`] for refusing the ones a run needs.
@@ -255,7 +256,7 @@ def load_translation_dataset(
         if path is not None
     }
     if data_files:
-        return _load_jsonlines(data_files, source_lang, target_lang, cache_dir)
+        return _load_jsonlines(data_files, source_lang, target_lang)
     if data_dir is not None:
         return _load_from_data_dir(Path(data_dir), source_lang, target_lang, split_names)
     if dataset_name is not None:
@@ -281,28 +282,44 @@ def load_translation_dataset(
         raise _no_data_error(f"{looked_up}, and the Hub dataset {HUB_DATASET} failed ({error})") from error
 
 
-def _load_jsonlines(
-    data_files: dict[str, str], source_lang: str, target_lang: str, cache_dir: PathLike | None
-) -> DatasetDict:
+def _read_jsonlines(path: PathLike, source_lang: str, target_lang: str) -> Dataset:
+    """The pairs of a JSON Lines file, one `{"translation": {source_lang: ..., target_lang: ...}}` object per line
+    (blank lines skipped, other keys ignored), checked line by line: a mistake is named with the file and the line
+    (counted from 1), where the json builder of 🤗 Datasets would fail later without either."""
+    example = f'{{"translation": {{"{source_lang}": "...", "{target_lang}": "..."}}}}'
+    hint = f"Each line must be one JSON object, e.g. {example} (a line cut short fails so too)."
+    sources, targets = [], []
+    for number, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        where = f"{path}, line {number}"
+        row = parse_json(line, str(path), hint, first_line=number)
+        pair = row.get("translation") if isinstance(row, dict) else None
+        if not isinstance(pair, dict):
+            found = f"keys {sorted(row)}" if isinstance(row, dict) else f"a JSON {type(row).__name__}"
+            raise ValueError(f"{where}: expected an object with a `translation` object, e.g. {example}; found {found}.")
+        for lang in (source_lang, target_lang):
+            if lang not in pair:
+                raise ValueError(
+                    f"{where}: the `translation` object has no {lang!r} entry (it has {sorted(pair)}). Add it, or set "
+                    "--source_lang/--target_lang to the languages of the file."
+                )
+            if not isinstance(pair[lang], str):
+                raise ValueError(
+                    f"{where}: the {lang!r} entry is {json.dumps(pair[lang])}, not a string. Give the sentence as a "
+                    "JSON string, or remove the line."
+                )
+        sources.append(pair[source_lang])
+        targets.append(pair[target_lang])
+    return _pairs_dataset(sources, targets, source_lang, target_lang, origin=str(path))
+
+
+def _load_jsonlines(data_files: dict[str, str], source_lang: str, target_lang: str) -> DatasetDict:
     for path in data_files.values():
         if not Path(path).is_file():
             raise _no_data_error(f"the file {path!r}, which does not exist")
-    # The json builder fails on an empty file with a bare StopIteration: an empty file is an empty split here, which
-    # `check_splits` reports when the split is used.
-    filled = {split: path for split, path in data_files.items() if Path(path).stat().st_size > 0}
-    for path in filled.values():
-        # The json builder lets invalid UTF-8 through inside strings, to fail later without file or line.
-        check_utf8(path)
-    loaded = datasets.load_dataset("json", data_files=filled, cache_dir=cache_dir) if filled else DatasetDict()
-    loaded = _to_translation_format(loaded, source_lang, target_lang)
-    return DatasetDict(
-        {
-            split: _with_origin(loaded[split], path)
-            if split in loaded
-            else _pairs_dataset([], [], source_lang, target_lang, origin=path)
-            for split, path in data_files.items()
-        }
-    )
+    # An empty file is an empty split, which `check_splits` reports when the split is used.
+    return DatasetDict({split: _read_jsonlines(path, source_lang, target_lang) for split, path in data_files.items()})
 
 
 def check_splits(dataset_dict: DatasetDict, needs: Mapping[str, str]) -> None:

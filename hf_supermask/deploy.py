@@ -8,7 +8,9 @@ translation models, faster than PyTorch generation on CPUs, with int8 weights. I
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 
@@ -26,6 +28,31 @@ def require_ctranslate2():
     return ctranslate2
 
 
+def check_ctranslate2_folder(model_dir: str | os.PathLike) -> None:
+    """`model_dir` must be a local folder holding a converted model (`model.bin`), e.g. not the supermask checkpoint
+    it was exported from.
+
+    Raises:
+        `FileNotFoundError`: naming what the folder is instead, and the command that makes a CTranslate2 model.
+    """
+    folder = Path(model_dir).expanduser()
+    if (folder / "model.bin").is_file():
+        return
+    try:
+        model_type = json.loads((folder / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        model_type = None
+    if model_type == "supermask":
+        raise FileNotFoundError(
+            f"{model_dir} is a supermask checkpoint, not a CTranslate2 model (it has no model.bin): make one with "
+            f"`hf-supermask export-ctranslate2 {model_dir} OUT` and translate OUT, or leave out --backend ctranslate2."
+        )
+    raise FileNotFoundError(
+        f"{model_dir} is not a CTranslate2 model folder (it has no model.bin; --backend ctranslate2 reads local "
+        "folders only): make one from a supermask checkpoint with `hf-supermask export-ctranslate2 CHECKPOINT OUT`."
+    )
+
+
 class CTranslate2Translator:
     """Translates with a CTranslate2 model folder written by `export_ctranslate2_folder`, like the PyTorch pipeline
     does (same tokenizer, same decoding settings from the folder's generation_config.json unless overridden)."""
@@ -34,6 +61,7 @@ class CTranslate2Translator:
         ctranslate2 = require_ctranslate2()
         from transformers import AutoTokenizer, GenerationConfig
 
+        check_ctranslate2_folder(model_dir)
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.translator = ctranslate2.Translator(
             str(model_dir), device="cpu", compute_type=compute_type, intra_threads=threads

@@ -9,28 +9,45 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from .files import check_model_location, is_within, loading, prepare_output_folder
-from .modeling import SupermaskForConditionalGeneration
+from .files import check_model_location, check_output_folder, check_tokenizer_files, is_within, loading, staged_folder
+from .modeling import SupermaskConfig, SupermaskForConditionalGeneration
+
+
+def load_seq2seq_model(name: str | os.PathLike, **load_kwargs):
+    """`AutoModelForSeq2SeqLM.from_pretrained(name)`, such that a supermask checkpoint's own refusal (masks of the
+    wrong size, other weights, a corrupted mask file) is what the user reads.
+
+    transformers itself refuses a tensor of the wrong size first, with "look at the above report"; supermask models
+    refuse any such mismatch themselves, naming the tensor, so for them the mismatch is left to the model. Other
+    models load as usual.
+    """
+    hub_kwargs = {k: v for k, v in load_kwargs.items() if k in ("revision", "cache_dir", "token", "trust_remote_code")}
+    with loading(str(name)):
+        config = AutoConfig.from_pretrained(name, **hub_kwargs)
+        if config.model_type == SupermaskConfig.model_type:
+            load_kwargs = {"ignore_mismatched_sizes": True, **load_kwargs}
+        return AutoModelForSeq2SeqLM.from_pretrained(name, **load_kwargs)
 
 
 def _check_export(checkpoint, output_dir, overwrite: bool) -> None:
+    """Everything but the checkpoint's verification (loading it), checked before anything is written."""
     check_model_location(str(checkpoint), what="checkpoint")
+    check_tokenizer_files(str(checkpoint), what="checkpoint")
     if Path(checkpoint).is_dir() and is_within(output_dir, checkpoint):
         raise ValueError(
             f"The output folder {output_dir} is the checkpoint {checkpoint} or inside it: the dense model would "
             "replace or sit among its masks. Choose a folder outside the checkpoint."
         )
-    prepare_output_folder(output_dir, overwrite=overwrite, overwrite_flag="--overwrite", inputs=[checkpoint])
+    check_output_folder(output_dir, overwrite=overwrite, overwrite_flag="--overwrite", inputs=[checkpoint])
 
 
-def _dense_model(checkpoint, **load_kwargs):
-    with loading(str(checkpoint)):
-        model = AutoModelForSeq2SeqLM.from_pretrained(checkpoint, **load_kwargs)
+def _dense_model_and_tokenizer(checkpoint, **load_kwargs):
+    model = load_seq2seq_model(checkpoint, **load_kwargs)
     if not isinstance(model, SupermaskForConditionalGeneration):
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}, not a supermask checkpoint; nothing to fold.")
-    return model.export_dense()
+    return model.export_dense(), AutoTokenizer.from_pretrained(checkpoint, **load_kwargs)
 
 
 def export_dense_folder(
@@ -39,15 +56,17 @@ def export_dense_folder(
     """Load `checkpoint` (folder or Hub id), fold its masks into dense weights and save a `MarianMTModel` with the
     checkpoint's tokenizer to `output_dir`. The result loads with plain transformers (no hf_supermask code).
 
-    `output_dir` must be new or empty; `overwrite=True` empties it first. The checkpoint's own folder, or a folder
-    inside it, is refused either way: the dense weights would replace or sit among the masks.
+    `output_dir` must be new or empty, or `overwrite=True` replaces what it holds: only once the checkpoint has loaded
+    (and so passed its verification) and the export is written, so that a failed export leaves it as it was. The
+    checkpoint's own folder, or a folder inside it, is refused either way: the dense weights would replace or sit
+    among the masks.
     """
     _check_export(checkpoint, output_dir, overwrite)
-    dense = _dense_model(checkpoint, **load_kwargs)
-    output_dir = Path(output_dir)
-    dense.save_pretrained(output_dir)
-    AutoTokenizer.from_pretrained(checkpoint, **load_kwargs).save_pretrained(output_dir)
-    return output_dir
+    dense, tokenizer = _dense_model_and_tokenizer(checkpoint, **load_kwargs)
+    with staged_folder(output_dir) as staging:
+        dense.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+    return Path(output_dir)
 
 
 def export_ctranslate2_folder(
@@ -69,16 +88,13 @@ def export_ctranslate2_folder(
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"--quantization must be one of {list(QUANTIZATIONS)}, got {quantization!r}.")
     _check_export(checkpoint, output_dir, overwrite)
-    dense = _dense_model(checkpoint, **load_kwargs)
-    output_dir = Path(output_dir)
-    with tempfile.TemporaryDirectory() as tmp:
+    dense, tokenizer = _dense_model_and_tokenizer(checkpoint, **load_kwargs)
+    with tempfile.TemporaryDirectory() as tmp, staged_folder(output_dir) as staging:
         dense.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(checkpoint, **load_kwargs).save_pretrained(tmp)
-        # The folder was checked (new, empty or emptied) above; the converter wants to create it itself.
-        ctranslate2.converters.TransformersConverter(tmp).convert(
-            str(output_dir), quantization=quantization, force=True
-        )
+        tokenizer.save_pretrained(tmp)
+        # force: the staging folder exists already (the converter would rather create it itself).
+        ctranslate2.converters.TransformersConverter(tmp).convert(str(staging), quantization=quantization, force=True)
         for name in os.listdir(tmp):
             if name.startswith("tokenizer") or name in ("special_tokens_map.json", "generation_config.json"):
-                shutil.copyfile(Path(tmp) / name, output_dir / name)
-    return output_dir
+                shutil.copyfile(Path(tmp) / name, staging / name)
+    return Path(output_dir)

@@ -3,8 +3,9 @@
 
 - text as UTF-8 lines, with the file and line of any invalid byte;
 - output folders that must be new or empty, or are emptied only when asked to (and never when that would delete
-  an input of the run or the working directory);
-- where a model comes from: a local folder, or a Hub id of the right form;
+  an input of the run or the working directory): checked first (`check_output_folder`), emptied or replaced only
+  once everything else was checked too (`empty_folder`, or `staged_folder`, which swaps a finished write in);
+- where a model comes from: a local folder (with its tokenizer files), or a Hub id of the right form;
 - files cut short (a run stopped while saving), found before loading them;
 - folder sizes.
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import codecs
 import json
 import os
+import secrets
 import shutil
 import struct
 import zipfile
@@ -83,6 +85,17 @@ def _invalid_utf8_message(name: str, data: bytes, error: UnicodeDecodeError, fir
     )
 
 
+def parse_json(text: str, name: str, hint: str, first_line: int = 1):
+    """`json.loads(text)`, or a `ValueError` naming `name`, the line (counted from `first_line`) and column of the
+    mistake, followed by `hint` (what the text should hold)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{name}, line {first_line + error.lineno - 1}, column {error.colno}: not valid JSON ({error.msg}). {hint}"
+        ) from None
+
+
 def check_utf8_text(text: str, name: str) -> None:
     """Strings made from undecodable bytes (command-line arguments, or text read with `surrogateescape`) hold lone
     surrogates, which no tokenizer accepts: raise a `ValueError` naming `name` instead."""
@@ -137,18 +150,19 @@ def is_within(path: PathLike, folder: PathLike) -> bool:
     return path == folder or folder in path.parents
 
 
-def prepare_output_folder(
+def check_output_folder(
     folder: PathLike, *, overwrite: bool, overwrite_flag: str, inputs: Iterable[PathLike | None] = (), hint: str = ""
-) -> Path:
-    """Make sure writing into `folder` destroys nothing: it must be new or empty, or `overwrite` must be set, in which
-    case it is emptied first.
-
-    Emptying is refused when the folder holds the working directory or one of `inputs` (the files and folders the
-    run reads; None and Hub ids are skipped), since it would delete them.
+) -> bool:
+    """Check, without touching anything, that writing into `folder` destroys nothing: it must be new or empty, or
+    `overwrite` must be set and emptying it must spare the working directory and every one of `inputs` (the files
+    and folders the run reads; None and Hub ids are skipped).
 
     Args:
         overwrite_flag: the flag that sets `overwrite`, named in the message.
         hint: another way out, added to the message (e.g. resuming).
+
+    Returns:
+        Whether `folder` holds something that writing into it needs deleted first (only ever True with `overwrite`).
 
     Raises:
         `NotADirectoryError`: if `folder` is a file.
@@ -160,7 +174,7 @@ def prepare_output_folder(
         raise NotADirectoryError(f"The output folder {folder} is a file. Choose a new or empty folder.")
     entries = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
     if not entries:
-        return folder
+        return False
     if not overwrite:
         shown = ", ".join(entries[:5]) + (f" and {len(entries) - 5} more" if len(entries) > 5 else "")
         raise FileExistsError(
@@ -174,12 +188,50 @@ def prepare_output_folder(
                 f"{overwrite_flag} would empty {folder}, which holds {kept} "
                 f"({'the working directory' if kept == Path.cwd() else 'an input of this run'}). Choose another folder."
             )
-    for entry in folder.iterdir():
+    return True
+
+
+def empty_folder(folder: PathLike) -> None:
+    """Delete what `folder` holds (links are removed, never followed). Only after [`check_output_folder`]."""
+    for entry in Path(folder).iterdir():
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
             entry.unlink()
-    return folder
+
+
+def prepare_output_folder(
+    folder: PathLike, *, overwrite: bool, overwrite_flag: str, inputs: Iterable[PathLike | None] = (), hint: str = ""
+) -> Path:
+    """[`check_output_folder`], then empty `folder` when it holds something (only with `overwrite`)."""
+    if check_output_folder(folder, overwrite=overwrite, overwrite_flag=overwrite_flag, inputs=inputs, hint=hint):
+        empty_folder(folder)
+    return Path(folder)
+
+
+@contextmanager
+def staged_folder(folder: PathLike) -> Iterator[Path]:
+    """A new folder next to `folder` to write into; when the block succeeds it takes `folder`'s place (what `folder`
+    held is deleted only then), and when it fails it is deleted and `folder` is left as it was.
+
+    Check `folder` with [`check_output_folder`] first: this replaces whatever it holds.
+    """
+    folder = Path(folder)
+    # Next to `folder`, on the same file system, so that the swap is two renames.
+    staging = folder.parent / f".{folder.name}.new-{secrets.token_hex(4)}"
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    if folder.exists():
+        old = folder.parent / f".{folder.name}.old-{secrets.token_hex(4)}"
+        folder.rename(old)
+        staging.rename(folder)
+        shutil.rmtree(old)
+    else:
+        staging.rename(folder)
 
 
 def check_model_location(name: str, what: str = "model") -> None:
@@ -211,6 +263,26 @@ def check_model_location(name: str, what: str = "model") -> None:
         ) from None
 
 
+# What `AutoTokenizer.from_pretrained` needs in a folder: `save_pretrained` of any tokenizer writes the config, and
+# fast tokenizers their `tokenizer.json` (without either, transformers falls back to asking for sentencepiece).
+TOKENIZER_FILES = ("tokenizer_config.json", "tokenizer.json")
+
+
+def check_tokenizer_files(name: str, what: str = "model") -> None:
+    """A local folder `name` must hold a tokenizer (see [`TOKENIZER_FILES`]); Hub ids are left to the Hub.
+
+    Raises:
+        `FileNotFoundError`: naming the folder and the files it lacks.
+    """
+    folder = Path(name).expanduser()
+    if folder.is_dir() and not any((folder / file).is_file() for file in TOKENIZER_FILES):
+        raise FileNotFoundError(
+            f"The {what} folder {name} has no tokenizer (neither {' nor '.join(TOKENIZER_FILES)}). Copy the tokenizer "
+            "files of the checkpoint it was made from into it (`AutoTokenizer.from_pretrained(CHECKPOINT)"
+            f".save_pretrained({str(name)!r})`)."
+        )
+
+
 @contextmanager
 def loading(name: str) -> Iterator[None]:
     """Around loading the model `name`: when it is no folder here it went to the Hub, so say that, since the Hub's
@@ -220,18 +292,26 @@ def loading(name: str) -> Iterator[None]:
     except OSError as error:
         if Path(name).expanduser().exists():
             raise
-        raise OSError(f"{name} is not a folder here, and loading it as a Hub id failed: {error}") from error
+        # One line: the Hub's messages span several.
+        reason = " ".join(str(error).split())
+        raise OSError(f"{name} is not a folder here, and loading it as a Hub id failed: {reason}") from error
 
 
 __all__ = [
+    "TOKENIZER_FILES",
     "check_model_location",
+    "check_output_folder",
+    "check_tokenizer_files",
     "check_utf8",
     "check_utf8_text",
     "damage",
     "decode_lines",
+    "empty_folder",
     "folder_bytes",
     "is_within",
     "loading",
+    "parse_json",
     "prepare_output_folder",
     "read_lines",
+    "staged_folder",
 ]

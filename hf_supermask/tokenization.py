@@ -122,8 +122,8 @@ def _check_vocabulary(tokenizer: Tokenizer, vocab_size: int) -> None:
     if trained_size != vocab_size:
         raise ValueError(
             f"The training texts only support a vocabulary of {trained_size} entries (special tokens included), "
-            f"but vocab_size={vocab_size} was requested. Pass vocab_size={trained_size} or smaller, or train on "
-            "more text."
+            f"but vocab_size={vocab_size} was requested. Pass vocab_size={trained_size} or smaller (the training "
+            "script's --tokenizer_vocab_size), or train on more text."
         )
     expected_ids = {EOS_TOKEN: 0, UNK_TOKEN: 1, PAD_TOKEN: vocab_size - 1}
     actual_ids = {token: tokenizer.token_to_id(token) for token in expected_ids}

@@ -49,7 +49,7 @@ from .data import (
     make_preprocess_function,
     select_max_samples,
 )
-from .files import check_model_location, damage, folder_bytes, prepare_output_folder
+from .files import TOKENIZER_FILES, check_model_location, check_output_folder, damage, empty_folder, folder_bytes
 from .metrics import make_compute_metrics
 from .modeling import SupermaskConfig, SupermaskForConditionalGeneration
 from .modeling.modeling_supermask import marian_config_for
@@ -333,9 +333,15 @@ def _all_mask_bits(model) -> torch.Tensor | None:
 
 def check_run(
     model_args: ModelArguments, data_args: DataTrainingArguments, supermask_args: SupermaskArguments, training_args
-) -> None:
+) -> bool:
     """Refuse a run that has nothing to do, that would overwrite earlier work, or that would resume from a missing or
-    damaged checkpoint; empty --output_dir first when --overwrite_output_dir asks for it."""
+    damaged checkpoint. Nothing is removed here: returns whether --output_dir must be emptied before training (with
+    --overwrite_output_dir), which `run_translation` does only once the data, the tokenizer and the model have been
+    checked too.
+
+    --output_dir must be new or empty, or --overwrite_output_dir given; a resumed run may also write into the folder
+    of its checkpoint (the run it continues), and into no other non-empty folder.
+    """
     if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
         raise ValueError(
             "Nothing to do: pass --do_train (train and save the model in --output_dir), --do_eval (score it on the "
@@ -349,29 +355,32 @@ def check_run(
         check_checkpoint(checkpoint)
     # Plain Seq2SeqTrainingArguments (callers that build them) have no such flag.
     overwrite = getattr(training_args, "overwrite_output_dir", False)
-    # Only the main process empties the folder; every process refuses alike.
-    if (overwrite and training_args.process_index == 0) or (checkpoint is None and not overwrite):
-        output_dir = Path(training_args.output_dir)
-        last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
-        inputs = [
-            model_args.model_name_or_path,
-            model_args.config_name,
-            model_args.tokenizer_name,
-            model_args.cache_dir,
-            data_args.data_dir or default_data_dir(),
-            data_args.train_file,
-            data_args.validation_file,
-            data_args.test_file,
-            supermask_args.embedding_source,
-            checkpoint,
-        ]
-        prepare_output_folder(
-            output_dir,
-            overwrite=overwrite,
-            overwrite_flag="--overwrite_output_dir",
-            inputs=inputs,
-            hint=f"or continue the run it holds with --resume_from_checkpoint {last}" if last else "",
+    output_dir = Path(training_args.output_dir)
+    if checkpoint is not None and not overwrite and output_dir.resolve() == Path(checkpoint).resolve().parent:
+        return False  # continuing the run the folder holds
+    last = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if checkpoint is not None:
+        hint = (
+            f"a resumed run writes into the folder of its checkpoint ({Path(checkpoint).parent}) or into a new or "
+            "empty one"
         )
+    else:
+        hint = f"or continue the run it holds with --resume_from_checkpoint {last}" if last else ""
+    inputs = [
+        model_args.model_name_or_path,
+        model_args.config_name,
+        model_args.tokenizer_name,
+        model_args.cache_dir,
+        data_args.data_dir or default_data_dir(),
+        data_args.train_file,
+        data_args.validation_file,
+        data_args.test_file,
+        supermask_args.embedding_source,
+        checkpoint,
+    ]
+    return check_output_folder(
+        output_dir, overwrite=overwrite, overwrite_flag="--overwrite_output_dir", inputs=inputs, hint=hint
+    )
 
 
 def _checkpoint_step(path: Path) -> int:
@@ -441,6 +450,10 @@ _CONFIG_FLAGS = {
     "tokenizer_sha256": "--tokenizer_name",
     "source_lang": "--source_lang",
     "target_lang": "--target_lang",
+    **dict.fromkeys(
+        ("vocab_size", "pad_token_id", "eos_token_id", "decoder_start_token_id", "forced_eos_token_id"),
+        "the tokenizer: --tokenizer_name or --tokenizer_vocab_size",
+    ),
 }
 
 
@@ -501,8 +514,11 @@ def load_data(model_args: ModelArguments, data_args: DataTrainingArguments, trai
 
 
 def load_tokenizer(model_args: ModelArguments, data_args: DataTrainingArguments, training_args, raw):
-    """--tokenizer_name, else the tokenizer of --model_name_or_path, else a joint one trained on the training split."""
+    """--tokenizer_name, else the tokenizer of --model_name_or_path, else a joint one trained on the training split;
+    a resumed run uses its checkpoint's (see `resumed_tokenizer`)."""
     tokenizer_source = model_args.tokenizer_name or model_args.model_name_or_path
+    if training_args.resume_from_checkpoint is not None:
+        return resumed_tokenizer(training_args.resume_from_checkpoint, model_args, data_args)
     if tokenizer_source:
         return AutoTokenizer.from_pretrained(
             tokenizer_source, cache_dir=model_args.cache_dir, trust_remote_code=model_args.trust_remote_code
@@ -515,6 +531,50 @@ def load_tokenizer(model_args: ModelArguments, data_args: DataTrainingArguments,
             vocab_size=data_args.tokenizer_vocab_size,
             model_type=data_args.tokenizer_type,
         )
+
+
+def resumed_tokenizer(checkpoint, model_args: ModelArguments, data_args: DataTrainingArguments):
+    """The tokenizer of the checkpoint a run resumes from: the masks were trained on its ids, so a resumed run never
+    trains another one (other training data would give other ids, silently). Refuses a --tokenizer_name (or
+    --model_name_or_path) or --tokenizer_vocab_size/--tokenizer_type that does not describe it; a checkpoint without a
+    tokenizer needs --tokenizer_name."""
+    load = {"cache_dir": model_args.cache_dir, "trust_remote_code": model_args.trust_remote_code}
+    flag = "--tokenizer_name" if model_args.tokenizer_name else "--model_name_or_path"
+    given = model_args.tokenizer_name or model_args.model_name_or_path
+    if not any((Path(checkpoint) / name).is_file() for name in TOKENIZER_FILES):
+        if given:
+            return AutoTokenizer.from_pretrained(given, **load)  # the config check then compares its size
+        raise ValueError(
+            f"--resume_from_checkpoint {checkpoint} holds no tokenizer (neither {' nor '.join(TOKENIZER_FILES)}), "
+            "and a resumed run does not train a new one (its ids would differ from those the masks were trained "
+            "on). Pass the tokenizer the run was trained with as --tokenizer_name."
+        )
+    saved = AutoTokenizer.from_pretrained(checkpoint)
+    if given:
+        if AutoTokenizer.from_pretrained(given, **load).get_vocab() != saved.get_vocab():
+            raise ValueError(
+                f"{flag} {given} is not the tokenizer --resume_from_checkpoint {checkpoint} was trained with (their "
+                f"vocabularies differ). Leave out {flag} to resume with the checkpoint's tokenizer, or start a new "
+                "run in another --output_dir."
+            )
+        return saved
+    # A trained tokenizer has exactly --tokenizer_vocab_size entries (tokenization.train_tokenizer checks it).
+    saved_type = type(saved.backend_tokenizer.model).__name__.lower()
+    differing = [
+        f"{flag_} {ours} in this run, {theirs} in the checkpoint's tokenizer"
+        for flag_, ours, theirs in (
+            ("--tokenizer_vocab_size", data_args.tokenizer_vocab_size, len(saved)),
+            ("--tokenizer_type", data_args.tokenizer_type, saved_type),
+        )
+        if ours != theirs
+    ]
+    if differing:
+        raise ValueError(
+            f"A resumed run keeps the tokenizer of --resume_from_checkpoint {checkpoint}, which this run's flags do "
+            f"not describe: {'; '.join(differing)}. Resume with the checkpoint's values, or start a new run in "
+            "another --output_dir."
+        )
+    return saved
 
 
 def build_config(model_args: ModelArguments, supermask_args: SupermaskArguments, tokenizer) -> SupermaskConfig:
@@ -805,7 +865,7 @@ def run_translation(
     `callbacks` are added to the Trainer's (e.g. early stopping, or an interruption in tests).
     """
     transformers.set_seed(training_args.seed)
-    check_run(model_args, data_args, supermask_args, training_args)
+    must_empty_output_dir = check_run(model_args, data_args, supermask_args, training_args)
     raw = load_data(model_args, data_args, training_args)
     tokenizer = load_tokenizer(model_args, data_args, training_args, raw)
     model = load_or_build_model(model_args, data_args, supermask_args, training_args, tokenizer)
@@ -813,6 +873,13 @@ def run_translation(
     if is_supermask:
         prepare_supermask_for_distributed(model, training_args)
     tokenized = tokenize(raw, tokenizer, data_args, training_args)
+    train_batch_sampler = token_budget_batches(tokenized, data_args, training_args)
+    if must_empty_output_dir:
+        # --overwrite_output_dir: only now that the arguments, the data, the tokenizer and the model (against the
+        # checkpoint it resumes from) have passed every check. The other processes wait for the main one.
+        with training_args.main_process_first(desc="emptying the output folder"):
+            if training_args.process_index == 0:
+                empty_folder(training_args.output_dir)
 
     # The Trainer would push intermediate checkpoints (with scores) and its own model card: the published repo is
     # the mask-only output folder with our card, uploaded once at the end.
@@ -831,7 +898,7 @@ def run_translation(
         compute_metrics=compute_metrics,
         optimizer=build_optimizer(model, training_args, supermask_args),
         callbacks=[timer, SupermaskTrainingCallback(loss), *early_stopping, *(callbacks or [])],
-        train_batch_sampler=token_budget_batches(tokenized, data_args, training_args),
+        train_batch_sampler=train_batch_sampler,
     )
     if is_supermask:
         check_same_weights_on_all_ranks(model)
@@ -964,11 +1031,92 @@ def format_summary(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def parse_args(args: list[str] | None = None):
+# What `--help` shows, in this order, with the value each takes ("" for a switch): what most runs set. `--help-all`
+# lists every flag.
+ESSENTIAL_FLAGS = {
+    "output_dir": "DIR",
+    "do_train": "",
+    "do_eval": "",
+    "do_predict": "",
+    "predict_with_generate": "",
+    "data_dir": "DIR",
+    "train_file": "FILE",
+    "validation_file": "FILE",
+    "test_file": "FILE",
+    "source_lang": "LANG",
+    "target_lang": "LANG",
+    "max_train_samples": "N",
+    "model_type": "TYPE",
+    "config_overrides": "K=V,...",
+    "density": "FRACTION",
+    "weights_seed": "N",
+    "tokenizer_vocab_size": "N",
+    "tokenizer_name": "PATH",
+    "max_steps": "N",
+    "num_train_epochs": "N",
+    "per_device_train_batch_size": "N",
+    "learning_rate": "LR",
+    "eval_strategy": "{no,steps,epoch}",
+    "eval_steps": "N",
+    "save_steps": "N",
+    "num_beams": "N",
+    "resume_from_checkpoint": "DIR",
+    "overwrite_output_dir": "",
+    "push_to_hub": "",
+    "hub_model_id": "USER/NAME",
+}
+
+
+def short_help(parser) -> str:
+    """The help of `ESSENTIAL_FLAGS` only (one line each: the first sentence of the full help, and the default), and
+    where to find the rest."""
+    import textwrap
+
+    actions = {action.dest: action for action in parser._actions}
+    lines = [
+        f"usage: {parser.prog} [ARGUMENTS.json] --output_dir DIR --do_train [--do_eval] [--do_predict] [flags]",
+        "",
+        "Train translation supermasks (flags as in transformers' run_translation.py). A JSON file of arguments may "
+        "come first; flags after it override its values.",
+        "",
+        "The flags most runs need:",
+    ]
+    for dest, value in ESSENTIAL_FLAGS.items():
+        action = actions[dest]
+        flag = f"{action.option_strings[0]} {value}".strip()
+        text = re.split(r"(?<!e\.g)\. ", action.help or "")[0].rstrip(".")
+        if action.default not in (None, False, ""):
+            text += f" (default: {action.default})"
+        lines.append(textwrap.fill(text, width=120, initial_indent=f"  {flag:<32} ", subsequent_indent=" " * 35))
+    lines += ["", f"Every flag ({len(actions) - 1}): {parser.prog} --help-all"]
+    return "\n".join(lines) + "\n"
+
+
+def _arguments_file(path: str) -> dict[str, Any]:
+    """The arguments of a JSON file: one object of argument names and values."""
+    from .files import parse_json, read_lines
+
+    example = '{"output_dir": "outputs/en-de", "do_train": true}'
+    try:
+        text = "\n".join(read_lines(path))
+    except OSError as error:
+        reason = error.strerror or error
+        raise FileNotFoundError(f"The arguments file {path} cannot be read ({reason}). Check its path.") from None
+    hint = f"Fix the file: it holds one JSON object of argument names and values, e.g. {example}."
+    values = parse_json(text, path, hint)
+    if not isinstance(values, dict):
+        raise ValueError(
+            f"{path} holds a JSON {type(values).__name__}, not an object of argument names and values, e.g. {example}."
+        )
+    return values
+
+
+def parse_args(args: list[str] | None = None, prog: str | None = None):
     """Parse flags into the four argument dataclasses, like run_translation.py.
 
     The first argument may be a JSON file of arguments; flags after it override its values
-    (`train_translation.py scripts/supermask_en_de.json --max_steps 20`).
+    (`train_translation.py scripts/supermask_en_de.json --max_steps 20`). `--help` prints the flags most runs need
+    (`ESSENTIAL_FLAGS`) and exits, `--help-all` every flag; `prog` is the command named in them.
     """
     import sys
 
@@ -978,22 +1126,46 @@ def parse_args(args: list[str] | None = None):
         # Launched by torchrun on a machine without GPUs: transformers only sets up CPU (gloo) DDP when told to use the
         # CPU; otherwise every process would silently train its own model.
         os.environ.setdefault("ACCELERATE_USE_CPU", "true")
-    parser = HfArgumentParser((ModelArguments, DataTrainingArguments, SupermaskArguments, TranslationTrainingArguments))
+    parser = HfArgumentParser(
+        (ModelArguments, DataTrainingArguments, SupermaskArguments, TranslationTrainingArguments),
+        prog=prog or os.path.basename(sys.argv[0]),
+    )
     args = list(sys.argv[1:] if args is None else args)
+    if "--help-all" in args:
+        parser.print_help()
+        raise SystemExit(0)
+    if "-h" in args or "--help" in args:
+        print(short_help(parser), end="")
+        raise SystemExit(0)
     if args and args[0].endswith(".json"):
         # The file's values become the parser's defaults, so that the flags after it override them.
-        with open(args[0], encoding="utf-8") as handle:
-            from_file = json.load(handle)
+        from_file = _arguments_file(args[0])
         known = {f.name for dataclass_type in parser.dataclass_types for f in fields(dataclass_type)}
         if unknown := sorted(set(from_file) - known):
             raise ValueError(f"{args[0]} has keys that are no arguments of the training script: {unknown}.")
         parser.set_defaults(**from_file)
         args = args[1:]
-    return parser.parse_args_into_dataclasses(args=args)
+    *parsed, unknown = parser.parse_args_into_dataclasses(args=args, return_remaining_strings=True)
+    if unknown:
+        import difflib
+
+        known = [option for action in parser._actions for option in action.option_strings]
+        guesses = [
+            f"{match[0]} for {flag}"
+            for flag in unknown
+            if flag.startswith("--") and (match := difflib.get_close_matches(flag.split("=")[0], known, n=1))
+        ]
+        raise ValueError(
+            f"Unknown arguments: {' '.join(unknown)}"
+            + (f" (did you mean {', '.join(guesses)}?)" if guesses else "")
+            + f". `{parser.prog} --help-all` lists every flag."
+        )
+    return tuple(parsed)
 
 
-def main(args: list[str] | None = None) -> dict[str, Any]:
-    model_args, data_args, supermask_args, training_args = parse_args(args)
+def main(args: list[str] | None = None, prog: str | None = None) -> dict[str, Any]:
+    """The training script: parse `args` (see `parse_args`), train, print a summary; returns the metrics."""
+    model_args, data_args, supermask_args, training_args = parse_args(args, prog=prog)
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         level=logging.INFO if training_args.should_log else logging.WARNING,
@@ -1023,5 +1195,7 @@ __all__ = [
     "format_summary",
     "main",
     "parse_args",
+    "resumed_tokenizer",
     "run_translation",
+    "short_help",
 ]

@@ -7,13 +7,12 @@
 Also takes one JSON file of arguments, then flags that override it (`scripts/supermask_en_de.json --max_steps 20`).
 `--model_type marian` trains a dense MarianMTModel of the same shape.
 Multi-process: `accelerate launch` or `torchrun --nproc_per_node N` in front of the same command.
-The same as `python -m hf_supermask train ...`: mistakes are reported as `error: ...`, without a traceback.
+The same as `python -m hf_supermask train ...`: mistakes are reported as `error: ...`, without a traceback;
+`--help` shows the flags most runs need, `--help-all` every flag.
 """
 
-import sys
-
-from hf_supermask.cli import main
+from hf_supermask.cli import train_main
 
 
 if __name__ == "__main__":
-    main(["train", *sys.argv[1:]])
+    train_main(prog="train_translation.py")
