@@ -11,8 +11,8 @@ model) does not apply to encoder-decoder translation models, so we ship our own 
 (`hf_supermask/modeling/pipeline_translation.py`, generic for any `AutoModelForSeq2SeqLM`) and put it back in
 transformers' task registry.
 
-How transformers 5.23 resolves a task (`transformers/pipelines/__init__.py::pipeline`)
-----------------------------------------------------------------------------------------
+How transformers 5.23-5.25 resolve a task (`transformers/pipelines/__init__.py::pipeline`)
+-------------------------------------------------------------------------------------------
 1. If the model's `config.custom_pipelines` has the task, its remote code class is used (this needs
    `trust_remote_code=True`, or an explicit `pipeline_class=`). This check comes first: a checkpoint shipping
    `custom_pipelines["translation"]` uses its own copy of the pipeline, whether or not this module registered anything.

@@ -754,7 +754,7 @@ class TokenLoss:
         self.train_target_tokens = 0
 
     def __call__(self, outputs, labels, num_items_in_batch=None):
-        from transformers.loss.loss_utils import fixed_cross_entropy
+        from .modeling.transformers_compat import fixed_cross_entropy
 
         training = torch.is_grad_enabled()
         if training:

@@ -17,15 +17,16 @@ from transformers.configuration_utils import PreTrainedConfig
 from .random_weights import ATTENTION_INITS, GENERATOR_VERSION, SCORE_INITS, WEIGHT_INITS
 
 
-# This code relies on transformers internals (`output_capturing`, `masking_utils`, Marian's layer forwards) of the
-# tested releases. Remote-code users never see the package's version pin, so it is checked here, on import.
-TESTED_TRANSFORMERS = (Version("5.23.0"), Version("5.24.0"))  # [lowest, first untested)
+# The supported transformers releases, [oldest, first unsupported): the ones the test suite runs on (CI: the oldest
+# and the newest). The internals the model code relies on, and what differs between these releases, are isolated in
+# `transformers_compat.py`. Remote-code users never see the package's version pin, so it is checked here, on import.
+TESTED_TRANSFORMERS = (Version("5.23.0"), Version("5.26.0"))
 if not TESTED_TRANSFORMERS[0] <= Version(transformers.__version__) < TESTED_TRANSFORMERS[1]:
     raise ImportError(
-        f"The supermask model code is tested with transformers >={TESTED_TRANSFORMERS[0]},<{TESTED_TRANSFORMERS[1]}, "
-        f"but transformers {transformers.__version__} is installed. Install a tested release "
-        f"(pip install 'transformers>={TESTED_TRANSFORMERS[0]},<{TESTED_TRANSFORMERS[1]}') or an hf_supermask release "
-        "made for yours."
+        f"The supermask model code supports transformers >={TESTED_TRANSFORMERS[0]},<{TESTED_TRANSFORMERS[1]} (the "
+        f"releases it is tested with), but transformers {transformers.__version__} is installed. Install a supported "
+        f"release (pip install 'transformers>={TESTED_TRANSFORMERS[0]},<{TESTED_TRANSFORMERS[1]}') or an hf_supermask "
+        "release made for yours."
     )
 
 
@@ -215,7 +216,7 @@ class SupermaskConfig(PreTrainedConfig):
     """
 
     model_type = "supermask"
-    keys_to_ignore_at_inference = ["past_key_values"]
+    keys_to_ignore_at_inference = ["past_key_values", "cache"]  # the decoder cache, by its name before and since 5.24
     attribute_map = {
         "num_attention_heads": "encoder_attention_heads",
         "hidden_size": "d_model",

@@ -37,7 +37,9 @@ The caching rule, the only one (everything else is computed from the scores when
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -48,7 +50,15 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .binarizers import MaskedWeightProduct, num_kept, pack_mask, packed_size, scores_for_mask, topk_mask, unpack_mask
 from .external_weights import load_external_tensor, tensor_sha256
-from .random_weights import fingerprint, generate_initial_scores, generate_weight, init_of
+from .random_weights import generate_initial_scores, generate_weight, init_of, update_fingerprint
+
+
+def threaded_map(function, items):
+    """`map(function, items)` on `torch.get_num_threads()` threads (torch's default: one per core), yielding the
+    results in order as they come. For independent numpy / torch work on large arrays, which releases the GIL."""
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=max(1, min(torch.get_num_threads(), len(items)))) as pool:
+        yield from pool.map(function, items)
 
 
 class SupermaskRandomWeights(nn.Module):
@@ -106,12 +116,22 @@ class SupermaskRandomWeights(nn.Module):
 
     @torch.no_grad()
     def regenerate(self) -> str:
-        """Regenerate every tensor in place (on the CPU, then moved) and return their fingerprint."""
-        generated = {name: self.generate(name) for name in self.shapes}
-        self.fingerprint = fingerprint(generated.items())
-        for name, weight in generated.items():
-            # copy_ (not reassignment): from_pretrained has already placed these buffers on their device and dtype.
-            self._buffers[name].copy_(weight)
+        """Regenerate every tensor in place and return their fingerprint.
+
+        The tensors are independent streams, generated in parallel (numpy releases the GIL; `torch.get_num_threads()`
+        workers, torch's own default) and hashed in name order as they arrive, while the later ones are still being
+        generated: one pass over the weights. Every tensor is still generated alone, so the result is bit-identical
+        at any thread count."""
+        digest = hashlib.sha256()
+        names = sorted(self.shapes)  # the fingerprint's order
+        for name, weight in zip(names, threaded_map(self.generate, names)):
+            update_fingerprint(digest, name, weight)
+            buffer = self._buffers[name]
+            if buffer.device == weight.device and buffer.dtype == weight.dtype:
+                buffer.set_(weight)  # the generated tensor itself: no copy (the buffer object stays the same)
+            else:
+                buffer.copy_(weight)  # from_pretrained has already placed the buffers on their device and dtype
+        self.fingerprint = digest.hexdigest()
         return self.fingerprint
 
     @contextlib.contextmanager
@@ -209,7 +229,7 @@ class MaskedWeight(nn.Module):
         # Normal tensors even under inference_mode: a later grad-enabled forward may save them for backward.
         with torch.inference_mode(False), torch.no_grad():
             weight = self.weight
-            self._folded = weight * mask.to(weight.device, weight.dtype)
+            self._folded = weight * mask.to(weight.device)  # W * bool: W * mask.float() without the float copy
             self._fold_key = self._fold_source()
             self._fold_checksum = _scores_checksum(self.scores)
             self._check_fold_content = False
@@ -272,7 +292,11 @@ class MaskedWeight(nn.Module):
         """`load_packed_mask` once `packed` is checked and unpacked into `mask`."""
         with torch.inference_mode(False), torch.no_grad():
             initial = self.random_weights.initial_scores(self.score_name, self.shape)
-            self.scores.copy_(scores_for_mask(initial, mask))
+            scores = scores_for_mask(initial, mask)
+            if self.scores.device == scores.device and self.scores.dtype == scores.dtype:
+                self.scores.data = scores  # fresh memory already: no second copy (the Parameter object stays)
+            else:
+                self.scores.copy_(scores)
             if packed is not self.mask:
                 self.mask.copy_(packed)
             self.scores_changed()

@@ -15,16 +15,13 @@ from __future__ import annotations
 
 import functools
 import math
-import types
 
+import numpy as np
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
-from transformers.loss.loss_utils import fixed_cross_entropy
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
-from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPastAndCrossAttentions,
@@ -32,21 +29,28 @@ from transformers.modeling_outputs import (
     Seq2SeqModelOutput,
 )
 from transformers.modeling_utils import PreTrainedModel
-from transformers.models.marian.modeling_marian import (
-    MarianAttention,
-    MarianDecoderLayer,
-    MarianEncoderLayer,
-    MarianSinusoidalPositionalEmbedding,
-    shift_tokens_right,
-)
 from transformers.utils import can_return_tuple, logging
-from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checkpoint import EMBEDDING, LOADING_MASKS, SupermaskCheckpointMixin
 from .configuration_supermask import SupermaskConfig
 from .dense_export import DenseExportMixin, marian_config_for
 from .mask_sets import MaskSetsMixin
 from .masked_layers import MaskedEmbedding, MaskedLinear, MaskedWeight, SupermaskRandomWeights
+from .transformers_compat import (
+    GradientCheckpointingLayer,
+    MarianAttention,
+    MarianDecoderLayer,
+    MarianEncoderLayer,
+    OutputRecorder,
+    cache_kwargs,
+    capture_outputs,
+    create_bidirectional_mask,
+    create_causal_mask,
+    fixed_cross_entropy,
+    output_cache,
+    resolve_cache,
+    shift_tokens_right,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -165,10 +169,18 @@ class SupermaskDecoderLayer(MarianDecoderLayer):
 
 @functools.lru_cache(maxsize=8)
 def _sinusoidal_table(num_positions: int, embedding_dim: int, dtype: torch.dtype) -> torch.Tensor:
-    """Marian's sinusoidal table, computed once per shape: Marian builds it with a Python loop over every entry
-    (about 0.6 s at 512 x 512), and the encoder and decoder (and every model loaded later) need the same one."""
-    holder = types.SimpleNamespace(weight=torch.empty(num_positions, embedding_dim, dtype=dtype, device="meta"))
-    return MarianSinusoidalPositionalEmbedding.create_weight(holder)
+    """Marian's sinusoidal table (`MarianSinusoidalPositionalEmbedding.create_weight`) bit for bit, computed once per
+    shape. Marian computes `pos / 10000 ** (2 * (j // 2) / dim)` with a Python loop over every entry (about 0.6 s at
+    512 x 512); the same scalar `np.power` per column and one exactly rounded division per entry give the same
+    float64 values at a tenth of the cost, then the same sin / cos and float32 rounding."""
+    dim = embedding_dim
+    denominators = np.array([np.power(10000, 2 * (j // 2) / dim) for j in range(dim)])
+    angles = np.arange(num_positions, dtype=np.float64)[:, None] / denominators[None, :]
+    table = torch.empty(num_positions, dim, dtype=dtype)
+    sentinel = dim // 2 if dim % 2 == 0 else dim // 2 + 1
+    table[:, :sentinel] = torch.from_numpy(np.sin(angles[:, 0::2]).astype(np.float32))
+    table[:, sentinel:] = torch.from_numpy(np.cos(angles[:, 1::2]).astype(np.float32))
+    return table
 
 
 class SupermaskSinusoidalPositionalEmbedding(nn.Module):
@@ -298,34 +310,36 @@ class SupermaskDecoder(_SupermaskStack):
         attention_mask=None,
         encoder_hidden_states=None,
         encoder_attention_mask=None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds=None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
+        r"""
+        cache (`Cache`, *optional*):
+            The decoder's key/value cache (`past_key_values`, its name before transformers 5.24, is accepted too).
+        """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of decoder_input_ids or decoder_inputs_embeds")
+        cache = resolve_cache(cache, past_key_values)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         inputs_embeds = inputs_embeds * self.embed_scale
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
 
         batch_size, seq_length = inputs_embeds.shape[:2]
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_length = cache.get_seq_length() if cache is not None else 0
         if attention_mask is None:
             attention_mask = torch.ones(batch_size, past_length + seq_length, device=inputs_embeds.device)
-        self_attn_cache = (
-            past_key_values.self_attention_cache
-            if isinstance(past_key_values, EncoderDecoderCache)
-            else past_key_values
-        )
+        self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=self_attn_cache,
+            **cache_kwargs(self_attn_cache),
         )
         encoder_attention_mask = create_bidirectional_mask(
             config=self.config,
@@ -345,13 +359,11 @@ class SupermaskDecoder(_SupermaskStack):
                 causal_mask,
                 encoder_hidden_states,
                 encoder_attention_mask=encoder_attention_mask,
-                past_key_values=past_key_values,
                 use_cache=use_cache,
+                **cache_kwargs(cache),
                 **kwargs,
             )
-        return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, past_key_values=past_key_values
-        )
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, **cache_kwargs(cache))
 
 
 class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
@@ -399,12 +411,17 @@ class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
         decoder_input_ids=None,
         decoder_attention_mask=None,
         encoder_outputs=None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds=None,
         decoder_inputs_embeds=None,
         use_cache=None,
+        past_key_values=None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
+        r"""
+        cache (`Cache`, *optional*):
+            The decoder's key/value cache (`past_key_values`, its name before transformers 5.24, is accepted too).
+        """
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
@@ -420,14 +437,14 @@ class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
             attention_mask=decoder_attention_mask,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values),
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            **cache_kwargs(output_cache(decoder_outputs)),
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -490,15 +507,18 @@ class SupermaskForConditionalGeneration(
         decoder_input_ids=None,
         decoder_attention_mask=None,
         encoder_outputs=None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds=None,
         decoder_inputs_embeds=None,
         labels=None,
         use_cache=None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        past_key_values=None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""
+        cache (`Cache`, *optional*):
+            The decoder's key/value cache (`past_key_values`, its name before transformers 5.24, is accepted too).
         labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
             Target ids (-100 is ignored). Decoder inputs are the labels shifted right after `decoder_start_token_id`.
         num_items_in_batch (`int`, *optional*):
@@ -518,7 +538,7 @@ class SupermaskForConditionalGeneration(
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
@@ -536,7 +556,7 @@ class SupermaskForConditionalGeneration(
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **cache_kwargs(output_cache(outputs)),
             decoder_hidden_states=outputs.decoder_hidden_states,
             decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,

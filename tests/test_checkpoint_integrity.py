@@ -139,7 +139,9 @@ def test_remote_code_refuses_an_untested_transformers():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode != 0
-    assert "tested with transformers >=5.23.0,<5.24.0, but transformers 5.99.0 is installed" in result.stderr
+    assert "supports transformers >=5.23.0,<5.26.0 (the releases it is tested with), but transformers 5.99.0 is" in (
+        result.stderr
+    )
 
 
 def test_config_validation_runs_once(monkeypatch):
