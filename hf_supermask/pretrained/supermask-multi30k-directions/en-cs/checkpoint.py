@@ -28,7 +28,7 @@ import torch
 from transformers.utils import logging
 
 from .configuration_supermask import FORWARD_FIELDS, TRANSLATION_CUSTOM_PIPELINES, TRANSLATION_PIPELINE_FILE
-from .masked_layers import MaskedWeight
+from .masked_layers import MaskedWeight, threaded_map
 from .random_weights import GENERATOR_VERSION
 
 
@@ -446,12 +446,18 @@ class SupermaskCheckpointMixin:
                 f"expects {config.weights_sha256}. The masks belong to other weights (edited seed or init, or another "
                 "generator): refusing to load them."
             )
-        for name, module in self.masked_modules.items():
+
+        def adopt(item):
+            name, module = item
             if getattr(module.scores, "_is_hf_initialized", False):
                 # A training checkpoint that kept its scores: they must select exactly the saved mask.
                 module.verify_scores_match_mask(prefix=f"{name}.")
             else:
                 module.load_packed_mask(prefix=f"{name}.")
+
+        # Independent per tensor (numpy releases the GIL): in parallel; the first error in module order is raised.
+        for _ in threaded_map(adopt, self.masked_modules.items()):
+            pass
         # Loading re-creates parameters as trainable; a fixed (unmasked) embedding's scores must stay frozen.
         self.get_input_embeddings().scores.requires_grad_(bool(config.mask_embedding))
         if self.masks_fingerprint(sync=False) != config.masks_sha256:

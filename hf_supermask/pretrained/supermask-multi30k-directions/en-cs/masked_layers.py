@@ -17,29 +17,48 @@ The caching rule, the only one (everything else is computed from the scores when
   The recomputation of gradient checkpointing, and a layer called on its own, compute it again from the same
   scores. (Gradient-accumulation micro-steps therefore pay for one top-k each.)
 * An eval-mode forward uses the folded weight W * mask, cached per tensor (a constant: grad-enabled eval forwards,
-  e.g. for input attribution, get gradients for their inputs, not for the scores). It is dropped by `eval()` and
-  `train()`, by any load, by `_apply` (`.to()`, casts) and after every optimizer step over the scores. After
-  editing scores in place in eval mode (`p.data.copy_`, an EMA), call `model.eval()` to refold, and
-  `module.scores_changed()` if the model holds several mask sets (an inactive set keeps only its packed mask while
-  its scores are a loaded mask's rebuild; see `swap_mask_set`).
-* Scores stay float32 whatever the model's dtype: a cast never changes a mask.
+  e.g. for input attribution, get gradients for their inputs, not for the scores). Nothing outside the module
+  decides whether it is stale: the fold records the scores and the random weight it was built from, as tensors
+  (`data_ptr`) and version counters, checked at every eval forward, and the scores' content checksum (one
+  matrix-vector product), checked at the first eval forward after `eval()`. So every in-place change torch counts
+  (an optimizer step, `scores.copy_` under no_grad, a load) refolds at once, edits that no version counter sees
+  (`scores.data.copy_`, an EMA through `.data`) are seen by the next `eval()`, and `eval()` on unchanged scores
+  keeps the fold (one checksum, no top-k). Fused optimizer kernels skip the version counter: a stateless
+  optimizer-step hook bumps it for every parameter a step updated. The fold is dropped by `train()`, `.to()` and
+  casts; it is not copied or pickled (`deepcopy`, `torch.save`), and a replica (`nn.DataParallel`), whose tensors
+  are others, folds its own. It is never an inference tensor, even when built under `inference_mode`.
+* Scores stay float32 whatever the model's dtype, and so do their gradients: a cast never changes a mask.
+* Mask sets (`mask_sets.py`): each set owns its scores `Parameter`; the inactive ones are held by the model, not
+  registered. A set whose scores are exactly what `load_packed_mask` rebuilt from a mask (same tensor and version
+  since, no gradient pending) is held as that packed mask only, its `Parameter` emptied; see
+  `outgoing_mask_set_state`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
-import weakref
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 from torch import nn
+from torch.autograd.graph import increment_version
 from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .binarizers import MaskedWeightProduct, num_kept, pack_mask, packed_size, scores_for_mask, topk_mask, unpack_mask
 from .external_weights import load_external_tensor, tensor_sha256
-from .random_weights import fingerprint, generate_initial_scores, generate_weight, init_of
+from .random_weights import generate_initial_scores, generate_weight, init_of, update_fingerprint
+
+
+def threaded_map(function, items):
+    """`map(function, items)` on `torch.get_num_threads()` threads (torch's default: one per core), yielding the
+    results in order as they come. For independent numpy / torch work on large arrays, which releases the GIL."""
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=max(1, min(torch.get_num_threads(), len(items)))) as pool:
+        yield from pool.map(function, items)
 
 
 class SupermaskRandomWeights(nn.Module):
@@ -97,12 +116,22 @@ class SupermaskRandomWeights(nn.Module):
 
     @torch.no_grad()
     def regenerate(self) -> str:
-        """Regenerate every tensor in place (on the CPU, then moved) and return their fingerprint."""
-        generated = {name: self.generate(name) for name in self.shapes}
-        self.fingerprint = fingerprint(generated.items())
-        for name, weight in generated.items():
-            # copy_ (not reassignment): from_pretrained has already placed these buffers on their device and dtype.
-            self._buffers[name].copy_(weight)
+        """Regenerate every tensor in place and return their fingerprint.
+
+        The tensors are independent streams, generated in parallel (numpy releases the GIL; `torch.get_num_threads()`
+        workers, torch's own default) and hashed in name order as they arrive, while the later ones are still being
+        generated: one pass over the weights. Every tensor is still generated alone, so the result is bit-identical
+        at any thread count."""
+        digest = hashlib.sha256()
+        names = sorted(self.shapes)  # the fingerprint's order
+        for name, weight in zip(names, threaded_map(self.generate, names)):
+            update_fingerprint(digest, name, weight)
+            buffer = self._buffers[name]
+            if buffer.device == weight.device and buffer.dtype == weight.dtype:
+                buffer.set_(weight)  # the generated tensor itself: no copy (the buffer object stays the same)
+            else:
+                buffer.copy_(weight)  # from_pretrained has already placed the buffers on their device and dtype
+        self.fingerprint = digest.hexdigest()
         return self.fingerprint
 
     @contextlib.contextmanager
@@ -143,17 +172,26 @@ class MaskedWeight(nn.Module):
         self.scores = nn.Parameter(torch.empty(shape, dtype=torch.float32))
         self.register_buffer("mask", torch.zeros(packed_size(shape), dtype=torch.uint8))
         self.random_weights = random_weights  # the one shared owner, registered here too (see the module docstring)
-        self._folded: torch.Tensor | None = None
-        # True while the scores are exactly what `load_packed_mask` built from a mask (nothing trained or edited
-        # since): such scores hold no more than their packed mask, which is all an inactive mask set then keeps.
-        self._scores_from_mask = False
-        _MASKED_WEIGHTS.add(self)
+        self.__dict__.update(self._NO_CACHES)
         self.register_state_dict_pre_hook(_pack_mask_before_state_dict)
+
+    # The caches and what they were built from, all empty. `_folded`: the eval-mode fold; `_fold_key`: (data_ptr,
+    # version) of the scores and of the random weight it was built from; `_fold_checksum`: the scores' content then;
+    # `_check_fold_content`: set by eval(), compare that checksum at the next eval forward. `_rebuilt_key`: (data_ptr,
+    # version) of the scores `load_packed_mask` rebuilt from a mask: while the scores are still those, they hold no
+    # more than their packed mask, which is all an inactive mask set then keeps.
+    _NO_CACHES = dict(_folded=None, _fold_key=None, _fold_checksum=None, _check_fold_content=False, _rebuilt_key=None)
 
     @property
     def weight(self) -> torch.Tensor:
         """The frozen random weight (shared with other layers when `share_layers` is set)."""
         return self.random_weights.get(self.weight_name)
+
+    def _scores_key(self) -> tuple[int, int]:
+        return _tensor_key(self.scores)
+
+    def _fold_source(self) -> tuple[tuple[int, int], tuple[int, int]]:
+        return _tensor_key(self.scores), _tensor_key(self.weight)
 
     def current_mask(self) -> torch.Tensor:
         """Boolean mask: the `num_kept` largest |scores| (computed once per model-level forward)."""
@@ -166,8 +204,8 @@ class MaskedWeight(nn.Module):
         return mask
 
     def effective_weight(self) -> torch.Tensor:
-        if self._folded is not None:
-            return self._folded  # only ever held in eval mode (see the rule above); the hot path of generation
+        if not self.training and self._fold_is_fresh():
+            return self._folded  # the hot path of generation
         weight = self.weight
         if self.num_kept == weight.numel():
             return weight  # nothing masked (a fixed embedding)
@@ -175,51 +213,63 @@ class MaskedWeight(nn.Module):
             if self.scores.requires_grad and torch.is_grad_enabled():
                 return MaskedWeightProduct.apply(self.scores, weight, self.current_mask())
             return weight * self.current_mask().to(weight.dtype)
-        if self._folded is None:
-            # A normal tensor even under inference_mode: a later grad-enabled forward may save it for backward.
-            with torch.inference_mode(False), torch.no_grad():
-                self._folded = weight * self.current_mask().to(weight.dtype)
+        self._set_fold(self.current_mask())
         return self._folded
 
+    def _fold_is_fresh(self) -> bool:
+        if self._folded is None or self._fold_key != self._fold_source():
+            return False
+        if self._check_fold_content:
+            self._check_fold_content = False
+            if not torch.equal(_scores_checksum(self.scores), self._fold_checksum):
+                return False  # edited where no version counter sees it (`.data`)
+        return True
+
+    def _set_fold(self, mask: torch.Tensor) -> None:
+        # Normal tensors even under inference_mode: a later grad-enabled forward may save them for backward.
+        with torch.inference_mode(False), torch.no_grad():
+            weight = self.weight
+            self._folded = weight * mask.to(weight.device)  # W * bool: W * mask.float() without the float copy
+            self._fold_key = self._fold_source()
+            self._fold_checksum = _scores_checksum(self.scores)
+            self._check_fold_content = False
+
     def scores_changed(self) -> None:
-        """The scores were changed (an optimizer step, a reset, loaded scores): they are no longer a mask's rebuild."""
-        self._folded = None
-        self._scores_from_mask = False
+        """The scores were changed (an optimizer step, a reset, loaded scores): they are no longer a mask's rebuild.
 
-    @torch.no_grad()
-    def swap_mask_set(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Compute with another mask set from now on; return this set's state, to hold on to while inactive.
-
-        A set whose scores are a mask's rebuild (loaded and not trained since) is held as its packed mask only, one
-        bit per weight; activating it rebuilds the same scores from that mask (and, in eval mode, the fold). A set
-        whose scores were trained or edited is held whole (its float32 scores, by reference), so nothing a
-        training run learned beyond the mask is lost. No random weight is regenerated either way.
+        Only needed after edits no version counter sees (through `.data`) when the model holds several mask sets
+        and is switched without an `eval()` in between; everything else is seen on its own (module docstring).
         """
-        if self._scores_from_mask:
-            mine = {"packed": pack_mask(self.current_mask()).to(self.mask.device)}
-        else:
-            mine = {"scores": self.scores.data}
-        if "packed" in state:
-            self.scores.data = torch.empty_like(self.scores.data)  # `mine` may hold the old tensor: no in-place write
-            self.load_packed_mask(state["packed"])
-        else:
-            self.scores.data = state["scores"].to(self.scores.device)
-            self.scores_changed()
-        return mine
+        self._folded = self._fold_key = self._fold_checksum = self._rebuilt_key = None
 
     def train(self, mode: bool = True):
-        self._folded = None  # eval() refolds from the scores as they are then
+        if mode:
+            self._folded = None  # a fold is an eval-mode cache; training computes masks per forward
+        elif self._folded is not None:
+            self._check_fold_content = True  # eval(): refold only if the scores changed (checked lazily, once)
         return super().train(mode)
 
+    def __getstate__(self):
+        # deepcopy and pickling: caches (and the data_ptr they are keyed on) do not travel; the copy folds its own.
+        state = super().__getstate__()
+        state.update(self._NO_CACHES)
+        return state
+
     def _apply(self, fn, recurse=True):
+        # `.data` (a second reference to the float32 storage): torch swaps the Parameter's and its grad's data in place
         scores = self.scores.data
+        grad = None if self.scores.grad is None else self.scores.grad.data
+        rebuilt = self._rebuilt_key is not None and self._rebuilt_key == self._scores_key()
         super()._apply(fn, recurse)
         if self.scores.dtype != torch.float32:
-            # A cast: keep the exact float32 scores (a lower precision would tie the top-k), follow the device only.
+            # A cast: keep the exact float32 scores (a lower precision would tie the top-k) and their accumulated
+            # gradient (rounding it would change the next step), follow the device only.
             self.scores.data = scores.to(self.scores.device)
-            if self.scores.grad is not None:
-                self.scores.grad = self.scores.grad.float()
+            if grad is not None:
+                self.scores.grad = grad.to(self.scores.device)
         self._folded = None
+        if rebuilt:  # a move copies the scores, it does not edit them: still a mask's rebuild (packed when inactive)
+            self._rebuilt_key = self._scores_key()
         return self
 
     @torch.no_grad()
@@ -236,14 +286,77 @@ class MaskedWeight(nn.Module):
         loaded with a mask other than the one that was saved.
         """
         packed = self.mask if packed is None else packed
-        mask = self._check_packed(packed, prefix)
-        initial = self.random_weights.initial_scores(self.score_name, self.shape)
-        self.scores.copy_(scores_for_mask(initial, mask))
-        if packed is not self.mask:
-            self.mask.copy_(packed)
-        # The fold eval() would build from these scores, built now from the mask at hand (no top-k to recompute).
-        self._folded = None if self.training else self.weight * mask.to(self.weight.device, self.weight.dtype)
-        self._scores_from_mask = True
+        self._adopt_mask(packed, self._check_packed(packed, prefix))
+
+    def _adopt_mask(self, packed: torch.Tensor, mask: torch.Tensor) -> None:
+        """`load_packed_mask` once `packed` is checked and unpacked into `mask`."""
+        with torch.inference_mode(False), torch.no_grad():
+            initial = self.random_weights.initial_scores(self.score_name, self.shape)
+            scores = scores_for_mask(initial, mask)
+            if self.scores.device == scores.device and self.scores.dtype == scores.dtype:
+                self.scores.data = scores  # fresh memory already: no second copy (the Parameter object stays)
+            else:
+                self.scores.copy_(scores)
+            if packed is not self.mask:
+                self.mask.copy_(packed)
+            self.scores_changed()
+            if not self.training:  # the fold eval() would build from these scores, from the mask at hand (no top-k)
+                self._set_fold(mask)
+            self._rebuilt_key = self._scores_key()
+
+    # ---- mask sets (driven by `mask_sets.MaskSetsMixin`, which validates every module before changing any) ----
+
+    def outgoing_mask_set_state(self) -> dict[str, torch.Tensor]:
+        """What this module's active mask set becomes when another is activated (computed, nothing changed yet).
+
+        Always its scores `Parameter` (so its `.grad` and optimizer state stay its own). If the scores are exactly a
+        loaded mask's rebuild (nothing trained or edited since, no gradient pending), the packed mask too: the
+        `Parameter` is then emptied on deactivation and refilled from the mask on activation (one bit per weight
+        while inactive). Otherwise the float32 scores are kept whole, so nothing training learned is lost.
+        """
+        if self._rebuilt_key == self._scores_key() and self.scores.grad is None:
+            # The `mask` buffer is the mask these scores were rebuilt from (no top-k needed).
+            return {"packed": self.mask.clone(), "scores": self.scores}
+        return {"scores": self.scores}
+
+    def check_mask_set_state(self, state: dict[str, torch.Tensor], where: str) -> torch.Tensor | None:
+        """Refuse an incoming mask set's state that does not fit this tensor (a clear error, nothing changed);
+        return the unpacked mask of a packed state."""
+        if "packed" in state:
+            return self._check_packed(state["packed"], where)
+        scores = state["scores"]
+        if tuple(scores.shape) != self.shape or scores.dtype != torch.float32:
+            raise ValueError(
+                f"{where}: scores of shape {list(scores.shape)} and dtype {scores.dtype}, but this tensor needs "
+                f"float32 scores of shape {list(self.shape)}. The set belongs to another configuration."
+            )
+        return None
+
+    def adopt_mask_set_state(
+        self, state: dict[str, torch.Tensor], mask: torch.Tensor | None, outgoing_state: dict[str, torch.Tensor]
+    ) -> None:
+        """Compute with an incoming mask set (checked by `check_mask_set_state`) instead of the active one, whose
+        state `outgoing_mask_set_state` computed."""
+        outgoing, incoming = self.scores, state.get("scores")
+        trainable = outgoing.requires_grad
+        with torch.inference_mode(False), torch.no_grad():
+            if incoming is None:  # a set loaded by `load_masks`: its Parameter is made on first activation
+                incoming = nn.Parameter(torch.empty(0, dtype=torch.float32, device=outgoing.device))
+            if mask is not None:
+                incoming.data = torch.empty(self.shape, dtype=torch.float32, device=outgoing.device)
+            elif incoming.device != outgoing.device:  # the model was moved while this set was inactive
+                incoming.data = incoming.data.to(outgoing.device)
+                if incoming.grad is not None:
+                    incoming.grad = incoming.grad.to(outgoing.device)
+            # Only the active set trains: the inactive ones' Parameters are no model parameters and need no grad.
+            outgoing.requires_grad_(False)
+            self.scores = incoming.requires_grad_(trainable)
+            if mask is not None:
+                self._adopt_mask(state["packed"], mask)
+            else:
+                self.scores_changed()
+            if "packed" in outgoing_state:
+                outgoing.data = torch.empty(0, dtype=torch.float32, device=outgoing.device)  # its mask is all it held
 
     def _check_packed(self, packed: torch.Tensor, prefix: str) -> torch.Tensor:
         """The boolean mask a packed tensor holds, if it is a valid mask for this weight; else a clear error."""
@@ -279,6 +392,13 @@ class MaskedWeight(nn.Module):
     def sync_packed_mask(self) -> None:
         """Write the current mask into the persistent `mask` buffer (what checkpoints store)."""
         if self.scores.device.type != "meta":
+            nans = int(torch.isnan(self.scores).sum())
+            if nans:  # every device (CUDA's top-k would keep NaN entries as the largest): refuse at the source
+                raise ValueError(
+                    f"The scores of `{self.score_name}` hold {nans} NaN value(s): they select no well-defined top-k, "
+                    "and a checkpoint of them could not be loaded. Training diverged (lower the learning rate, or "
+                    "resume from an earlier checkpoint); nothing was saved from them."
+                )
             self.mask.copy_(pack_mask(self.current_mask()).to(self.mask.device))
 
     def _load_from_state_dict(
@@ -305,21 +425,30 @@ class MaskedWeight(nn.Module):
         return f"weight={self.weight_name!r}, shape={list(self.shape)}, kept={self.num_kept}"
 
 
-# Optimizer steps change scores in place, where no version counter reliably shows it (fused kernels): every step
-# tells the masked tensors whose scores it updated (their fold is stale, their scores are no mask's rebuild).
-_MASKED_WEIGHTS: weakref.WeakSet[MaskedWeight] = weakref.WeakSet()
+def _tensor_key(tensor: torch.Tensor) -> tuple[int, int]:
+    """Which tensor, and how many in-place changes torch has counted on it (an inference tensor has no counter, and
+    cannot be changed outside inference_mode)."""
+    return tensor.data_ptr(), -1 if tensor.is_inference() else tensor._version
 
 
-def _scores_changed_after_step(optimizer, args, kwargs) -> None:
-    watched = [m for m in list(_MASKED_WEIGHTS) if m._folded is not None or m._scores_from_mask]
-    if watched:
-        stepped = {id(param) for group in optimizer.param_groups for param in group["params"]}
-        for module in watched:
-            if id(module.scores) in stepped:
-                module.scores_changed()
+def _scores_checksum(scores: torch.Tensor) -> torch.Tensor:
+    """What the scores' content was when a fold was built: their rows times a fixed vector (one matrix-vector
+    product, a few percent of a top-k). Neighbouring entries get weights far apart (a golden-ratio sequence in
+    [0.5, 1.5)), so that moving or swapping entries changes it as surely as editing one."""
+    rows = scores.detach().reshape(scores.shape[0], -1)
+    pattern = torch.arange(rows.shape[1], dtype=rows.dtype, device=rows.device).mul_(0.6180339887).frac_().add_(0.5)
+    return rows @ pattern
 
 
-register_optimizer_step_post_hook(_scores_changed_after_step)
+def _count_steps_in_version_counters(optimizer, args, kwargs) -> None:
+    # Fused optimizer kernels update parameters in place without bumping their version counters, on which the fold
+    # cache is keyed; bump them for every parameter the step updated. Stateless: it reaches every model and every
+    # copy of one (deepcopy, pickling) without a registry, and only does what torch asks of in-place kernels.
+    stepped = [param for group in optimizer.param_groups for param in group["params"] if param.grad is not None]
+    increment_version(stepped)
+
+
+register_optimizer_step_post_hook(_count_steps_in_version_counters)
 
 
 def _pack_mask_before_state_dict(module: MaskedWeight, prefix: str, keep_vars: bool) -> None:

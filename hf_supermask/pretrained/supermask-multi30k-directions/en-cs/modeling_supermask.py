@@ -13,21 +13,15 @@ scale, one embedding tied to the output projection), reusing Marian's attention 
 
 from __future__ import annotations
 
-import copy
 import functools
 import math
-import os
-import types
-from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.generation import GenerationMixin
-from transformers.loss.loss_utils import fixed_cross_entropy
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
-from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPastAndCrossAttentions,
@@ -35,19 +29,28 @@ from transformers.modeling_outputs import (
     Seq2SeqModelOutput,
 )
 from transformers.modeling_utils import PreTrainedModel
-from transformers.models.marian.modeling_marian import (
-    MarianAttention,
-    MarianDecoderLayer,
-    MarianEncoderLayer,
-    MarianSinusoidalPositionalEmbedding,
-    shift_tokens_right,
-)
 from transformers.utils import can_return_tuple, logging
-from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .checkpoint import EMBEDDING, LOADING_MASKS, SupermaskCheckpointMixin
 from .configuration_supermask import SupermaskConfig
+from .dense_export import DenseExportMixin, marian_config_for
+from .mask_sets import MaskSetsMixin
 from .masked_layers import MaskedEmbedding, MaskedLinear, MaskedWeight, SupermaskRandomWeights
+from .transformers_compat import (
+    GradientCheckpointingLayer,
+    MarianAttention,
+    MarianDecoderLayer,
+    MarianEncoderLayer,
+    OutputRecorder,
+    cache_kwargs,
+    capture_outputs,
+    create_bidirectional_mask,
+    create_causal_mask,
+    fixed_cross_entropy,
+    output_cache,
+    resolve_cache,
+    shift_tokens_right,
+)
 
 
 logger = logging.get_logger(__name__)
@@ -166,10 +169,18 @@ class SupermaskDecoderLayer(MarianDecoderLayer):
 
 @functools.lru_cache(maxsize=8)
 def _sinusoidal_table(num_positions: int, embedding_dim: int, dtype: torch.dtype) -> torch.Tensor:
-    """Marian's sinusoidal table, computed once per shape: Marian builds it with a Python loop over every entry
-    (about 0.6 s at 512 x 512), and the encoder and decoder (and every model loaded later) need the same one."""
-    holder = types.SimpleNamespace(weight=torch.empty(num_positions, embedding_dim, dtype=dtype, device="meta"))
-    return MarianSinusoidalPositionalEmbedding.create_weight(holder)
+    """Marian's sinusoidal table (`MarianSinusoidalPositionalEmbedding.create_weight`) bit for bit, computed once per
+    shape. Marian computes `pos / 10000 ** (2 * (j // 2) / dim)` with a Python loop over every entry (about 0.6 s at
+    512 x 512); the same scalar `np.power` per column and one exactly rounded division per entry give the same
+    float64 values at a tenth of the cost, then the same sin / cos and float32 rounding."""
+    dim = embedding_dim
+    denominators = np.array([np.power(10000, 2 * (j // 2) / dim) for j in range(dim)])
+    angles = np.arange(num_positions, dtype=np.float64)[:, None] / denominators[None, :]
+    table = torch.empty(num_positions, dim, dtype=dtype)
+    sentinel = dim // 2 if dim % 2 == 0 else dim // 2 + 1
+    table[:, :sentinel] = torch.from_numpy(np.sin(angles[:, 0::2]).astype(np.float32))
+    table[:, sentinel:] = torch.from_numpy(np.cos(angles[:, 1::2]).astype(np.float32))
+    return table
 
 
 class SupermaskSinusoidalPositionalEmbedding(nn.Module):
@@ -299,34 +310,36 @@ class SupermaskDecoder(_SupermaskStack):
         attention_mask=None,
         encoder_hidden_states=None,
         encoder_attention_mask=None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds=None,
         use_cache: bool | None = None,
+        past_key_values: Cache | None = None,
         **kwargs,
     ) -> BaseModelOutputWithPastAndCrossAttentions:
+        r"""
+        cache (`Cache`, *optional*):
+            The decoder's key/value cache (`past_key_values`, its name before transformers 5.24, is accepted too).
+        """
         if (input_ids is None) ^ (inputs_embeds is not None):
             raise ValueError("You must specify exactly one of decoder_input_ids or decoder_inputs_embeds")
+        cache = resolve_cache(cache, past_key_values)
         if inputs_embeds is None:
             inputs_embeds = self.embed_tokens(input_ids)
         inputs_embeds = inputs_embeds * self.embed_scale
         use_cache = self.config.use_cache if use_cache is None else use_cache
-        if use_cache and past_key_values is None:
-            past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
+        if use_cache and cache is None:
+            cache = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
 
         batch_size, seq_length = inputs_embeds.shape[:2]
-        past_length = past_key_values.get_seq_length() if past_key_values is not None else 0
+        past_length = cache.get_seq_length() if cache is not None else 0
         if attention_mask is None:
             attention_mask = torch.ones(batch_size, past_length + seq_length, device=inputs_embeds.device)
-        self_attn_cache = (
-            past_key_values.self_attention_cache
-            if isinstance(past_key_values, EncoderDecoderCache)
-            else past_key_values
-        )
+        self_attn_cache = cache.self_attention_cache if isinstance(cache, EncoderDecoderCache) else cache
         causal_mask = create_causal_mask(
             config=self.config,
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
-            past_key_values=self_attn_cache,
+            **cache_kwargs(self_attn_cache),
         )
         encoder_attention_mask = create_bidirectional_mask(
             config=self.config,
@@ -346,13 +359,11 @@ class SupermaskDecoder(_SupermaskStack):
                 causal_mask,
                 encoder_hidden_states,
                 encoder_attention_mask=encoder_attention_mask,
-                past_key_values=past_key_values,
                 use_cache=use_cache,
+                **cache_kwargs(cache),
                 **kwargs,
             )
-        return BaseModelOutputWithPastAndCrossAttentions(
-            last_hidden_state=hidden_states, past_key_values=past_key_values
-        )
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=hidden_states, **cache_kwargs(cache))
 
 
 class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
@@ -400,12 +411,17 @@ class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
         decoder_input_ids=None,
         decoder_attention_mask=None,
         encoder_outputs=None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds=None,
         decoder_inputs_embeds=None,
         use_cache=None,
+        past_key_values=None,
         **kwargs,
     ) -> Seq2SeqModelOutput:
+        r"""
+        cache (`Cache`, *optional*):
+            The decoder's key/value cache (`past_key_values`, its name before transformers 5.24, is accepted too).
+        """
         if encoder_outputs is None:
             encoder_outputs = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, inputs_embeds=inputs_embeds, **kwargs
@@ -421,14 +437,14 @@ class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
             attention_mask=decoder_attention_mask,
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values),
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             **kwargs,
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            **cache_kwargs(output_cache(decoder_outputs)),
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -438,7 +454,9 @@ class SupermaskModel(SupermaskCheckpointMixin, SupermaskPreTrainedModel):
         )
 
 
-class SupermaskForConditionalGeneration(SupermaskCheckpointMixin, SupermaskPreTrainedModel, GenerationMixin):
+class SupermaskForConditionalGeneration(
+    SupermaskCheckpointMixin, SupermaskPreTrainedModel, GenerationMixin, MaskSetsMixin, DenseExportMixin
+):
     """Supermask translation model: the encoder-decoder plus the (tied, masked) output projection.
 
     Its saved state is the config (seed, density, init, fingerprints) and one packed bitmask per weight tensor;
@@ -464,10 +482,7 @@ class SupermaskForConditionalGeneration(SupermaskCheckpointMixin, SupermaskPreTr
         self.generation_config.bad_words_ids = [[config.pad_token_id]]
         # Published checkpoints hold masks only; Trainer checkpoints set `save_scores` to keep what resuming needs.
         self.save_scores = False
-        # Mask sets over the same random weights (`load_masks`): the inactive ones, by name; the active one is in
-        # the modules.
-        self._active_masks = "default"
-        self._inactive_mask_sets: dict[str, dict[str, dict]] = {}
+        self._init_mask_sets()  # mask sets over the same random weights (`load_masks`; see mask_sets.py)
         self.post_init()
 
     def get_input_embeddings(self):
@@ -492,15 +507,18 @@ class SupermaskForConditionalGeneration(SupermaskCheckpointMixin, SupermaskPreTr
         decoder_input_ids=None,
         decoder_attention_mask=None,
         encoder_outputs=None,
-        past_key_values=None,
+        cache=None,
         inputs_embeds=None,
         decoder_inputs_embeds=None,
         labels=None,
         use_cache=None,
         num_items_in_batch: int | torch.Tensor | None = None,
+        past_key_values=None,
         **kwargs,
     ) -> Seq2SeqLMOutput:
         r"""
+        cache (`Cache`, *optional*):
+            The decoder's key/value cache (`past_key_values`, its name before transformers 5.24, is accepted too).
         labels (`torch.LongTensor` of shape `(batch_size, target_length)`, *optional*):
             Target ids (-100 is ignored). Decoder inputs are the labels shifted right after `decoder_start_token_id`.
         num_items_in_batch (`int`, *optional*):
@@ -520,7 +538,7 @@ class SupermaskForConditionalGeneration(SupermaskCheckpointMixin, SupermaskPreTr
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=resolve_cache(cache, past_key_values),
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
@@ -538,7 +556,7 @@ class SupermaskForConditionalGeneration(SupermaskCheckpointMixin, SupermaskPreTr
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=outputs.past_key_values,
+            **cache_kwargs(output_cache(outputs)),
             decoder_hidden_states=outputs.decoder_hidden_states,
             decoder_attentions=outputs.decoder_attentions,
             cross_attentions=outputs.cross_attentions,
@@ -549,162 +567,6 @@ class SupermaskForConditionalGeneration(SupermaskCheckpointMixin, SupermaskPreTr
 
     def prepare_decoder_input_ids_from_labels(self, labels: torch.Tensor):
         return shift_tokens_right(labels, self.config.pad_token_id, self.config.decoder_start_token_id)
-
-    # ----------------------------------------------------------------------------------------------------------
-    # Several mask sets over one random network (e.g. one per translation direction)
-    # ----------------------------------------------------------------------------------------------------------
-
-    @property
-    def active_masks(self) -> str:
-        """Name of the mask set the model computes with ("default" for the one it was created or loaded with)."""
-        return self._active_masks
-
-    @property
-    def mask_sets(self) -> tuple[str, ...]:
-        """Names of every mask set this model holds, the active one first."""
-        return (self._active_masks, *self._inactive_mask_sets)
-
-    def load_masks(self, source: str | os.PathLike, name: str, **kwargs) -> None:
-        """Add the masks of the mask-only checkpoint `source` (folder or Hub repo id) as the set `name`.
-
-        The checkpoint must have the identity of this model but for its masks: found over exactly these random
-        weights (its `weights_sha256` equals this model's: same seed, shape, init and generator), with the same
-        forward settings (`FORWARD_FIELDS`: layers, heads, scales, activation, density, ...; with shared layers the
-        weights do not see the number of layers) and the same tokenizer when both record one. Anything else is
-        refused, naming what differs, and before this model is changed. Its scores are rebuilt from its masks
-        once, here; `set_active_masks` then switches without reading a file or regenerating anything. `kwargs` go to
-        `from_pretrained` (e.g. `revision`).
-        """
-        if name in self.mask_sets:
-            raise ValueError(f"This model already holds a mask set named {name!r} (it holds {list(self.mask_sets)}).")
-        other = type(self).from_pretrained(source, **kwargs)
-        self.check_same_network(other, source)
-        # A mask-only checkpoint holds nothing but its masks: the set is kept packed, one bit per weight.
-        self._inactive_mask_sets[name] = {
-            module_name: {"packed": module.mask.to(self.device)} for module_name, module in other.masked_modules.items()
-        }
-
-    def set_active_masks(self, name: str) -> None:
-        """Compute with the mask set `name` from now on: no file is read and no random weight regenerated.
-
-        Memory: an inactive set whose scores are a loaded mask's rebuild is held as its packed mask (one bit per
-        weight), so k directions cost the random weights once, the active set's scores and fold, and one bit per
-        weight for each other set. A set trained in this process is held whole (its float32 scores), so switching
-        never loses training state. Time: activating a packed set rebuilds its scores from the mask, and in eval
-        mode its folded weights, eagerly (linear in the number of weights; `benchmarks/mask_sets.md` has the
-        measured figures)."""
-        if name == self._active_masks:
-            return
-        if name not in self._inactive_mask_sets:
-            raise KeyError(f"No mask set named {name!r}; this model holds {list(self.mask_sets)} (see `load_masks`).")
-        target = self._inactive_mask_sets.pop(name)
-        current = {
-            module_name: module.swap_mask_set(target[module_name])
-            for module_name, module in self.masked_modules.items()
-        }
-        self._inactive_mask_sets[self._active_masks] = current
-        self._active_masks = name
-
-    def rename_mask_set(self, name: str, new_name: str) -> None:
-        """Call the mask set `name` `new_name` from now on (e.g. "default", the set the model was loaded with, after
-        its translation direction, so that `pipeline("translation_en_to_de", ...)` picks it)."""
-        if name not in self.mask_sets:
-            raise KeyError(f"No mask set named {name!r}; this model holds {list(self.mask_sets)}.")
-        if new_name in self.mask_sets:
-            raise ValueError(f"This model already holds a mask set named {new_name!r}.")
-        if name == self._active_masks:
-            self._active_masks = new_name
-        else:
-            self._inactive_mask_sets[new_name] = self._inactive_mask_sets.pop(name)
-
-    def save_mask_sets(self, directory: str | os.PathLike) -> list[Path]:
-        """Save every mask set as its own mask-only checkpoint, `directory/<name>/`, each loadable and pushable
-        alone (`from_pretrained`, `load_masks`). Returns the folders."""
-        active, folders = self._active_masks, []
-        try:
-            for name in self.mask_sets:
-                self.set_active_masks(name)
-                folders.append(Path(directory) / name)
-                self.save_pretrained(folders[-1])
-        finally:
-            self.set_active_masks(active)
-        return folders
-
-    # ----------------------------------------------------------------------------------------------------------
-    # Export
-    # ----------------------------------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def export_dense(self):
-        """A stock `transformers.MarianMTModel` with the masks folded into dense weights (same logits and outputs).
-
-        Marian has no bias-free linears and no affine-free LayerNorm, so biases are zero, LayerNorms are the
-        identity affine map (but the last decoder one, whose weight is `output_scale`), and `final_logits_bias` is
-        zero. The result needs no hf_supermask code.
-        """
-        from transformers import MarianMTModel
-
-        dense = MarianMTModel(marian_config_for(self.config))
-        state = {}
-        last_norm = f"model.decoder.layers.{self.config.decoder_layers - 1}.final_layer_norm.weight"
-        for name, module in self.named_modules():
-            if isinstance(module, MaskedWeight):
-                weight = (module.weight * module.current_mask().to(module.weight.dtype)).float()
-                if isinstance(module, MaskedEmbedding):
-                    state["model.shared.weight"] = weight
-                else:
-                    state[f"{name}.weight"] = weight
-        for key, value in dense.state_dict().items():
-            if key in state or not key.startswith("model.") and key != "final_logits_bias":
-                continue
-            if key == last_norm:  # logits = output_scale * (h @ E^T): the scale moves into the last LayerNorm
-                state[key] = torch.full_like(value, self.config.output_scale)
-            elif key.endswith("layer_norm.weight"):
-                state[key] = torch.ones_like(value)
-            elif key.endswith(".bias") or key == "final_logits_bias":
-                state[key] = torch.zeros_like(value)
-        missing, unexpected = dense.load_state_dict(state, strict=False)
-        # Only the tied copies of the embedding and the sinusoidal tables may be left to Marian.
-        leftovers = [k for k in missing if not k.endswith("embed_positions.weight") and "embed_tokens" not in k]
-        leftovers = [k for k in leftovers if k != "lm_head.weight"]
-        if leftovers or unexpected:
-            raise RuntimeError(f"export_dense did not map every tensor: missing {leftovers}, unexpected {unexpected}")
-        dense.tie_weights()
-        dense.generation_config = copy.deepcopy(self.generation_config)
-        return dense.eval()
-
-
-def marian_config_for(config: SupermaskConfig):
-    """The `MarianConfig` of a dense model with the same computation (every differing Marian default set explicitly)."""
-    from transformers import MarianConfig
-
-    return MarianConfig(
-        vocab_size=config.vocab_size,
-        decoder_vocab_size=config.vocab_size,
-        d_model=config.d_model,
-        encoder_layers=config.encoder_layers,
-        decoder_layers=config.decoder_layers,
-        encoder_attention_heads=config.encoder_attention_heads,
-        decoder_attention_heads=config.decoder_attention_heads,
-        encoder_ffn_dim=config.encoder_ffn_dim,
-        decoder_ffn_dim=config.decoder_ffn_dim,
-        activation_function=config.activation_function,
-        max_position_embeddings=config.max_position_embeddings,
-        dropout=config.dropout,
-        attention_dropout=config.attention_dropout,
-        activation_dropout=config.activation_dropout,
-        encoder_layerdrop=config.encoder_layerdrop,
-        decoder_layerdrop=config.decoder_layerdrop,
-        scale_embedding=config.scale_embedding,
-        pad_token_id=config.pad_token_id,
-        eos_token_id=config.eos_token_id,
-        bos_token_id=config.bos_token_id,
-        decoder_start_token_id=config.decoder_start_token_id,
-        forced_eos_token_id=config.forced_eos_token_id,
-        share_encoder_decoder_embeddings=True,
-        tie_word_embeddings=True,
-        use_cache=config.use_cache,
-    )
 
 
 SupermaskConfig.register_for_auto_class()

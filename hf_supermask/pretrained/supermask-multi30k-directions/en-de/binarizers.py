@@ -37,7 +37,14 @@ def topk_mask(magnitudes: torch.Tensor, k: int) -> torch.Tensor:
     mask = values > threshold
     missing = k - int(np.count_nonzero(mask))
     if missing:
-        mask[np.flatnonzero(values == threshold)[:missing]] = True
+        ties = np.flatnonzero(values == threshold)[:missing]
+        if ties.size < missing:  # NaN compares false both ways: only NaN values leave fewer than k (no extra pass)
+            raise ValueError(
+                f"Scores hold {int(np.isnan(values).sum())} NaN value(s), so no top-{k} of them exists (the mask "
+                "would keep fewer weights than its density). Training diverged: lower the learning rate, or resume "
+                "from an earlier checkpoint."
+            )
+        mask[ties] = True
     return torch.from_numpy(mask).view(magnitudes.shape)
 
 

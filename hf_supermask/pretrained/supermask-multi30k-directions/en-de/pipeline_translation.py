@@ -24,6 +24,7 @@ only import torch, transformers, numpy and the Python standard library: no relat
 """
 
 import enum
+import re
 import types
 from typing import Any
 
@@ -37,6 +38,8 @@ logger = logging.get_logger(__name__)
 
 # Tokenizers without a real length limit report `model_max_length == VERY_LARGE_INTEGER` (int(1e30)).
 _NO_LENGTH_LIMIT = int(1e20)
+# A mask set named like a translation direction ("en-de", "pt_BR-en").
+_DIRECTION = re.compile(r"[A-Za-z]{2,3}(_[A-Za-z]+)?-[A-Za-z]{2,3}(_[A-Za-z]+)?")
 
 
 class ReturnType(enum.Enum):
@@ -161,19 +164,11 @@ class TranslationPipeline(Pipeline):
         # Everything else goes to `generate()`, which rejects unknown arguments
         self._check_generation_parameters(generate_kwargs)
         forward_params = generate_kwargs
-        # Models holding several mask sets (one per direction): `mask_set=`, or the set named after the task's
-        # direction ("en-fr" for "translation_en_to_fr") when the model holds one.
+        # Models holding mask sets (hf_supermask: one per direction): `mask_set=`, or the set serving the task's
+        # direction; a direction the model does not serve is refused rather than translated into another language.
+        if "src_lang" in preprocess_params and "tgt_lang" in preprocess_params and mask_set is None:
+            mask_set = self._mask_set_for(f"{preprocess_params['src_lang']}-{preprocess_params['tgt_lang']}")
         sets = getattr(self.model, "mask_sets", ())
-        direction = f"{preprocess_params.get('src_lang')}-{preprocess_params.get('tgt_lang')}"
-        if mask_set is None and direction in sets:
-            mask_set = direction
-        elif mask_set is None and len(sets) > 1 and "src_lang" in preprocess_params:
-            # Translating with whichever set happens to be active would give another language, silently.
-            raise ValueError(
-                f"The task asks for {direction}, but the model holds the mask sets {list(sets)}, none named "
-                f"{direction!r}. Pass `mask_set=` to choose one, or name the sets after their directions "
-                f"(`load_masks(path, {direction!r})`, `rename_mask_set(old, {direction!r})`)."
-            )
         if mask_set is not None:
             if mask_set not in sets:
                 raise ValueError(f"`mask_set={mask_set!r}`, but the model holds the mask sets {list(sets)}.")
@@ -238,7 +233,17 @@ class TranslationPipeline(Pipeline):
             # `preprocess`; anything else is not text
             self._check_text(inputs)
 
-        result = super().__call__(inputs, *args, **kwargs)
+        # A pipeline leaves the model's active mask set as it found it: lists and strings are translated eagerly, so
+        # the set is restored once after the call; streamed inputs (generators, datasets) restore after each batch.
+        streamed = not isinstance(inputs, (str, list))
+        active = getattr(self.model, "active_masks", None)
+        self._restore_mask_set_per_batch = streamed
+        try:
+            result = super().__call__(inputs, *args, **kwargs)
+        finally:
+            self._restore_mask_set_per_batch = True
+            if active is not None and self.model.active_masks != active:
+                self.model.set_active_masks(active)
 
         # Same un-nesting as 4.x: one sequence per input gives a flat list of dicts
         if is_list and all(len(res) == 1 for res in result):
@@ -326,15 +331,51 @@ class TranslationPipeline(Pipeline):
         result["is_empty"] = torch.tensor([len(inputs.strip()) == 0])
         return result
 
+    def _mask_set_for(self, direction: str) -> str | None:
+        """The mask set serving `direction` ("en-fr"), None to use the active one; refuses a direction the model does
+        not serve. A model's directions: its sets named like one, and the direction its config records
+        (`source_lang`/`target_lang`) for the set it was loaded with ("default")."""
+        sets = getattr(self.model, "mask_sets", None)
+        if sets is None:
+            return None  # not a mask-set model (Marian, T5, ...): the task only sets src_lang/tgt_lang
+        if direction in sets:
+            return direction
+        config = self.model.config
+        source, target = getattr(config, "source_lang", None), getattr(config, "target_lang", None)
+        recorded = f"{source}-{target}" if source and target else None
+        if recorded == direction and "default" in sets:
+            return "default"
+        served = [name for name in sets if _DIRECTION.fullmatch(name)] + ([recorded] if "default" in sets else [])
+        served = [name for name in served if name]
+        if len(sets) > 1 or served:
+            # Translating with whichever set happens to be active would give another language, silently.
+            raise ValueError(
+                f"The task asks for {direction}, but the model serves {served or 'no named direction'} (its mask "
+                f"sets: {list(sets)}; direction recorded in its config: {recorded}), none named {direction!r}. Use a "
+                f"model found for {direction}, "
+                f"pass `mask_set=` to choose a set, or name the sets after their directions (`load_masks(path, "
+                f"{direction!r})`, `rename_mask_set(old, {direction!r})`)."
+            )
+        return None
+
     def _forward(self, model_inputs: dict[str, torch.Tensor], **generate_kwargs) -> dict[str, torch.Tensor]:
+        mask_set = generate_kwargs.pop("mask_set", None)
+        if mask_set is None or mask_set == self.model.active_masks:
+            return self._generate(model_inputs, **generate_kwargs)
+        active = self.model.active_masks
+        self.model.set_active_masks(mask_set)
+        try:
+            return self._generate(model_inputs, **generate_kwargs)
+        finally:
+            if getattr(self, "_restore_mask_set_per_batch", True):
+                self.model.set_active_masks(active)
+
+    def _generate(self, model_inputs: dict[str, torch.Tensor], **generate_kwargs) -> dict[str, torch.Tensor]:
         input_ids = model_inputs["input_ids"]
         attention_mask = model_inputs["attention_mask"]
         is_empty = model_inputs["is_empty"].bool()
         in_b = input_ids.shape[0]
 
-        mask_set = generate_kwargs.pop("mask_set", None)
-        if mask_set is not None:
-            self.model.set_active_masks(mask_set)
         generate_kwargs = self._prepare_generate_kwargs(generate_kwargs)
         if "max_new_tokens" not in generate_kwargs and "max_length" not in generate_kwargs:
             # The lengths saved with the model apply: they must fit its position table too.

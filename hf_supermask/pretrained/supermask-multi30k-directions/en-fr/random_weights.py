@@ -46,24 +46,52 @@ def _bit_generator(seed: int, name: str) -> np.random.Philox:
     return np.random.Philox(key=key)
 
 
+def _uniform_integer_blocks(seed: int, name: str, count: int, block: int):
+    """`_uniform_integers(seed, name, count)` in consecutive pieces of `block` values (an even number), as (start,
+    int32 array): the generator continues where the previous piece stopped, so the pieces are the stream's values."""
+    generator = _bit_generator(seed, name)
+    for start in range(0, count, block):
+        size = min(block, count - start)
+        raw = generator.random_raw((size + 1) // 2).astype("<u8", copy=False)
+        # The little-endian words as (low, high) 32-bit pairs; reversed to (high, low), shifted, flattened in one pass.
+        halves = raw.view("<u4").reshape(-1, 2)[:, ::-1]
+        out = np.right_shift(halves, np.uint32(32 - _UNIFORM_BITS), dtype=np.uint32).reshape(-1)
+        yield start, out[:size].view(np.int32)  # < 2**24: the same values as int32
+
+
 def _uniform_integers(seed: int, name: str, count: int) -> np.ndarray:
     """`count` integers uniform in [0, 2**24), as int32, from the top and bottom halves of raw 64-bit words
     (in that order: the top 24 bits of the high 32-bit half, then the top 24 bits of the low half)."""
-    raw = _bit_generator(seed, name).random_raw((count + 1) // 2).astype("<u8", copy=False)
-    # The little-endian words as (low, high) 32-bit pairs; reversed to (high, low), shifted, flattened in one pass.
-    halves = raw.view("<u4").reshape(-1, 2)[:, ::-1]
-    out = np.right_shift(halves, np.uint32(32 - _UNIFORM_BITS), dtype=np.uint32).reshape(-1)
-    return out[:count].view(np.int32)  # < 2**24: the same values as int32
+    blocks = _uniform_integer_blocks(seed, name, count, block=max(2, count + count % 2))
+    return next(blocks, (0, np.empty(0, dtype=np.int32)))[1]
 
 
-def symmetric_uniform(seed: int, name: str, count: int) -> np.ndarray:
-    """Exact float64 values in (-1, 1), symmetric about 0: (2 * i + 1) / 2**24 - 1 for i uniform in [0, 2**24)."""
-    i = _uniform_integers(seed, name, count)
+def _unit_interval(i: np.ndarray) -> np.ndarray:
+    """(2 * i + 1) / 2**24 - 1 for int32 i in [0, 2**24): exact float64 values in (-1, 1)."""
     # The same values, computed as (2 * i + 1 - 2**24) * 2**-24: an exact integer (|.| < 2**24, in int32), converted
     # exactly, scaled exactly by a power of two. Every step of the original formula is exact too, so the results are
     # bit-identical; this form makes one float64 pass instead of three.
     centred = 2 * i + np.int32(1 - int(_UNIFORM_SCALE))
     return np.multiply(centred, 1.0 / _UNIFORM_SCALE, dtype=np.float64)
+
+
+def symmetric_uniform(seed: int, name: str, count: int) -> np.ndarray:
+    """Exact float64 values in (-1, 1), symmetric about 0: (2 * i + 1) / 2**24 - 1 for i uniform in [0, 2**24)."""
+    return _unit_interval(_uniform_integers(seed, name, count))
+
+
+# Values per block of `scaled_symmetric_uniform`: its temporaries then stay in the CPU cache. Even, so that only the
+# last block can end in the middle of a 64-bit word.
+_BLOCK = 1 << 16
+
+
+def scaled_symmetric_uniform(seed: int, name: str, count: int, scale: float) -> np.ndarray:
+    """`(symmetric_uniform(seed, name, count) * scale).astype(np.float32)` bit for bit, computed block by block:
+    the same elementwise operations without full-size float64 temporaries (loading's main cost was memory traffic)."""
+    out = np.empty(count, dtype=np.float32)
+    for start, i in _uniform_integer_blocks(seed, name, count, _BLOCK):
+        out[start : start + i.size] = _unit_interval(i) * scale  # float64 -> float32: the same rounding as astype
+    return out
 
 
 def irwin_hall_normal(seed: int, name: str, count: int) -> np.ndarray:
@@ -121,17 +149,17 @@ def generate_weight(
     count = math.prod(shape)
     fan_in, fan_out = _fan(shape, density, scale_fan)
     if weight_init == "kaiming_uniform":
-        values = symmetric_uniform(seed, name, count) * (math.sqrt(6.0 / fan_in) * gain)
+        values = scaled_symmetric_uniform(seed, name, count, math.sqrt(6.0 / fan_in) * gain)
     elif weight_init == "kaiming_normal":
         values = irwin_hall_normal(seed, name, count) * (math.sqrt(2.0 / fan_in) * gain)
     elif weight_init == "xavier_uniform":
-        values = symmetric_uniform(seed, name, count) * (math.sqrt(6.0 / (fan_in + fan_out)) * gain)
+        values = scaled_symmetric_uniform(seed, name, count, math.sqrt(6.0 / (fan_in + fan_out)) * gain)
     elif weight_init == "signed_constant":
         values = random_signs(seed, name, count) * (math.sqrt(2.0 / fan_in) * gain)
     else:
         raise ValueError(f"weight_init must be one of {WEIGHT_INITS}, got {weight_init!r}.")
     # float64 -> float32 is a single correctly rounded conversion.
-    return torch.from_numpy(values.astype(np.float32).reshape(shape))
+    return torch.from_numpy(values.astype(np.float32, copy=False).reshape(shape))
 
 
 def generate_initial_scores(seed: int, name: str, shape: tuple[int, int], score_init: str) -> torch.Tensor:
@@ -144,20 +172,25 @@ def generate_initial_scores(seed: int, name: str, shape: tuple[int, int], score_
     count = math.prod(shape)
     bound = math.sqrt(6.0 / shape[1])
     if score_init == "kaiming_uniform":
-        values = symmetric_uniform(seed, f"scores/{name}", count) * bound
+        values = scaled_symmetric_uniform(seed, f"scores/{name}", count, bound)
     elif score_init == "constant":
         jitter = (symmetric_uniform(seed, f"scores/{name}/tie_break", count) + 1.0) * 0.5
         values = random_signs(seed, f"scores/{name}", count) * bound * (1.0 + jitter * 2.0**-10)
     else:
         raise ValueError(f"score_init must be one of {SCORE_INITS}, got {score_init!r}.")
-    return torch.from_numpy(values.astype(np.float32).reshape(shape))
+    return torch.from_numpy(values.astype(np.float32, copy=False).reshape(shape))
+
+
+def update_fingerprint(digest, name: str, tensor: torch.Tensor) -> None:
+    """Add one tensor to a `fingerprint` digest: its name, shape and little-endian float32 bytes."""
+    array = tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)
+    digest.update(f"{name}:{tuple(array.shape)};".encode())
+    digest.update(memoryview(array).cast("B"))  # the same bytes as array.tobytes(), without copying them
 
 
 def fingerprint(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
     """sha256 over names, shapes and little-endian float32 bytes, in name order."""
     digest = hashlib.sha256()
     for name, tensor in sorted(named_tensors, key=lambda item: item[0]):
-        array = tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)
-        digest.update(f"{name}:{tuple(array.shape)};".encode())
-        digest.update(memoryview(array).cast("B"))  # the same bytes as array.tobytes(), without copying them
+        update_fingerprint(digest, name, tensor)
     return digest.hexdigest()
