@@ -762,6 +762,13 @@ def _lever_table(results_dir: Path) -> list[str]:
     return lines
 
 
+def _updates_cell(row: dict[str, Any]) -> str:
+    """Updates a row trained, and why it stopped when it stopped before its budget (best checkpoint kept)."""
+    if row.get("stopped_by") == "plateau":
+        return f"{row['updates']} of {row['max_steps']} (plateau; best at {row['best_step']})"
+    return str(row.get("updates", row["max_steps"]))
+
+
 def write_report(results_dir: Path, direction: str = "en-de") -> str:
     """Rebuild the markdown table and the chart from the finished rows' JSON files."""
     rows = {p.stem: json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))}
@@ -787,7 +794,7 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
         lines.append(
             f"| {name} | {row['test_bleu']:.2f} | {row['test_chrf']:.2f} | {ratio} | "
             f"{row['checkpoint_weights_bytes'] / 2**20:.2f} MiB | {row['train_wall_seconds'] / 60:.1f} min | "
-            f"{row['max_steps']} | {row['learning_rate']:g}{f' ({probes})' if probes else ''} | {decoding} |"
+            f"{_updates_cell(row)} | {row['learning_rate']:g}{f' ({probes})' if probes else ''} | {decoding} |"
         )
     machines = {name: row["machine"] for name, row in rows.items() if "machine" in row}
     if machines:

@@ -202,7 +202,7 @@ def test_the_bare_model_adopts_the_checkpoints_masks(saved, tmp_path):
         ({"encoder_layers": 1}, "encoder_layers: 2 -> 1"),
         ({"decoder_layers": 3}, "decoder_layers: 2 -> 3"),
         ({"encoder_attention_heads": 2}, "encoder_attention_heads: 4 -> 2"),
-        ({"output_scale": 2.0}, "output_scale: 1.0 -> 2.0"),
+        ({"output_scale": 3.0}, "output_scale: 2.0 -> 3.0"),
         ({"activation_function": "gelu"}, "activation_function: 'relu' -> 'gelu'"),
         ({"scale_embedding": False}, "scale_embedding: True -> False"),
     ],

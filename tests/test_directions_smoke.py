@@ -43,10 +43,11 @@ def test_directions_share_one_random_network(tmp_path):
     assert (tmp_path / "results" / "en-fr" / "dense.json").exists() and not (
         tmp_path / "results" / "en-de" / "dense.json"
     ).exists()
-    # both model types get the BLEU study's chosen recipes (dropout 0 for each)
-    dense = json.loads((tmp_path / "results" / "en-fr" / "dense.json").read_text())
-    assert dense["recipe"]["dropout"] == "0" and results["en-fr"]["recipe"]["dropout"] == "0"
-    assert results["en-fr"]["recipe"]["output_scale"] == "2" and "output_scale" not in dense["recipe"]
+    # both model types get the BLEU study's chosen recipe, which is the library's defaults (dropout 0 for each)
+    supermask = json.loads((tmp_path / "models" / "en-fr" / "config.json").read_text())
+    dense = json.loads((tmp_path / "out" / "en-fr" / "dense" / "config.json").read_text())
+    assert supermask["dropout"] == 0 and dense["dropout"] == 0
+    assert supermask["output_scale"] == 2 and supermask["attention_init"] == "fairseq"
     assert "| en-fr |" in table and "| en-de |" in table and "not trained" in table  # en-de has no dense run
     assert "en-de / en-fr" in table and "chance (= density)" in table  # the overlap table
     assert "encoder en-de, decoder en-fr" in table and (tmp_path / "results" / "mask_overlap.png").stat().st_size > 0

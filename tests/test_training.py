@@ -188,7 +188,7 @@ def test_json_file_then_overriding_flags(tmp_path):
         [str(demo), "--max_steps", "20", "--output_dir", str(tmp_path)]
     )
     assert (training_args.max_steps, training_args.output_dir, training_args.do_train) == (20, str(tmp_path), True)
-    assert data_args.num_beams == 5 and "attention_init=fairseq" in model_args.config_overrides  # from the file
+    assert data_args.num_beams == 5 and "d_model=256" in model_args.config_overrides  # from the file
     wrong = tmp_path / "wrong.json"
     wrong.write_text(json.dumps({**json.loads(demo.read_text()), "max_step": 20}))
     with pytest.raises(

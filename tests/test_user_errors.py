@@ -79,8 +79,8 @@ def test_overwrite_output_dir_empties_the_folder_but_never_an_input(trained, tok
             ],
         ),
         (
-            ["--weight_init", "signed_constant"],
-            ["weight_init (--weight_init): 'kaiming_uniform' in the checkpoint, 'signed_constant' in this run"],
+            ["--weight_init", "kaiming_uniform"],
+            ["weight_init (--weight_init): 'signed_constant' in the checkpoint, 'kaiming_uniform' in this run"],
         ),
         (
             ["--config_overrides", SHAPE.replace("d_model=32", "d_model=64")],
