@@ -52,7 +52,7 @@ class BenchmarkArguments:
     decoder_layers: list[int] = field(default_factory=lambda: [6, 3], metadata={"help": "Decoder layers."})
     vocab_size: list[int] = field(default_factory=lambda: [8000, 8000], metadata={"help": "Vocabulary sizes."})
     density: float = field(default=0.5, metadata={"help": "Fraction of each weight tensor kept by its mask."})
-    weights_seed: int = field(default=0, metadata={"help": "Seed of the random weights (config `seed`)."})
+    seed: int = field(default=0, metadata={"help": "Seed of the random weights (the config's `seed`)."})
     repetitions: int = field(default=5, metadata={"help": "Repetitions of the in-process and from_pretrained timings."})
     train_repetitions: int = field(default=3, metadata={"help": "Training runs (fresh processes) per model and shape."})
     data_dir: str | None = field(default=None, metadata={"help": "Multi30k folder (default: ../shared/data/multi30k)."})
@@ -163,8 +163,8 @@ def shape_config(args: BenchmarkArguments, shape: dict[str, int], tokenizer):
         f"encoder_layers={shape['encoder_layers']},decoder_layers={shape['decoder_layers']}"
     )
     return build_config(
-        ModelArguments(config_overrides=overrides),
-        SupermaskArguments(weights_seed=args.weights_seed, density=args.density),
+        ModelArguments(config_overrides=f"{overrides},seed={args.seed}"),
+        SupermaskArguments(density=args.density),
         tokenizer,
     )
 

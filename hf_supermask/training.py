@@ -158,11 +158,9 @@ class DataTrainingArguments:
 
 @dataclass
 class SupermaskArguments:
-    """Settings of the masks (None keeps the config's value)."""
+    """Settings of the masks, named as the config fields they set (None keeps the config's value). The seed of the
+    random weights is the config's `seed`: `--config_overrides seed=N` (`--seed` is the Trainer's, for data order)."""
 
-    weights_seed: int | None = field(
-        default=None, metadata={"help": "Seed of the frozen random weights (config `seed`)."}
-    )
     density: float | None = field(default=None, metadata={"help": "Fraction of each weight tensor KEPT by its mask."})
     weight_init: str | None = field(
         default=None, metadata={"help": "kaiming_uniform | kaiming_normal | xavier_uniform | signed_constant"}
@@ -188,9 +186,8 @@ class SupermaskArguments:
         return learning_rate if self.score_learning_rate is None else self.score_learning_rate
 
     def config_updates(self) -> dict[str, Any]:
-        names = {"weights_seed": "seed"}
         return {
-            names.get(key, key): value
+            key: value
             for key, value in asdict(self).items()
             if value is not None and key not in ("score_learning_rate", "score_weight_decay")
         }
@@ -438,7 +435,7 @@ _UNCOMPARED_CONFIG_FIELDS = {
     "return_dict",
 }
 _CONFIG_FLAGS = {
-    "seed": "--weights_seed",
+    "seed": "--config_overrides seed=N",
     "model_type": "--model_type",
     "density": "--density",
     "weight_init": "--weight_init",
@@ -1049,7 +1046,6 @@ ESSENTIAL_FLAGS = {
     "model_type": "TYPE",
     "config_overrides": "K=V,...",
     "density": "FRACTION",
-    "weights_seed": "N",
     "tokenizer_vocab_size": "N",
     "tokenizer_name": "PATH",
     "max_steps": "N",

@@ -72,10 +72,10 @@ def test_overwrite_output_dir_empties_the_folder_but_never_an_input(trained, tok
     "flags, differences",
     [
         (
-            ["--weights_seed", "7", "--density", "0.25"],
+            ["--config_overrides", SHAPE + ",seed=7", "--density", "0.25"],
             [
                 "density (--density): 0.5 in the checkpoint, 0.25 in this run",
-                "seed (--weights_seed): 0 in the checkpoint, 7 in this run",
+                "seed (--config_overrides seed=N): 0 in the checkpoint, 7 in this run",
             ],
         ),
         (
