@@ -1,6 +1,6 @@
 """`eval()` before each `generate()` (a common server pattern) against `eval()` once, beside a same-shape MarianMTModel.
 
-Issue 25 part 2: `eval()` on a model whose scores did not change must cost nothing. This times greedy (and beam)
+`eval()` on a model whose scores did not change must cost nothing. This times greedy (and beam)
 generation of a batch both ways for a supermask model and for its `export_dense()` MarianMTModel (the same
 computation, stock transformers), and prints the times and the ratios. Run on a quiet machine:
 

@@ -1,6 +1,6 @@
 """Through the real entry points (`python -m hf_supermask`, `scripts/train_translation.py`, or their `main`): nothing is
 removed or written before everything that can be checked was, a resumed run keeps its tokenizer, and a user's
-mistake ends in one line naming the cause and the fix, without a traceback (issue 21)."""
+mistake ends in one line naming the cause and the fix, without a traceback."""
 
 from __future__ import annotations
 

@@ -316,7 +316,7 @@ def test_training_script_pushes_the_mask_only_folder(hub, tiny_tokenizer, tmp_pa
 
 
 def test_save_pretrained_with_push_to_hub_uploads_the_complete_folder(hub, tiny_tokenizer, tmp_path):
-    """Issue 10, case 3: the pushed repo holds the pipeline file its config names, and loads by repo id."""
+    """The pushed repo holds the pipeline file its config names, and loads by repo id."""
     from huggingface_hub import HfApi
 
     model = SupermaskForConditionalGeneration(tiny_config(vocab_size=len(tiny_tokenizer)))

@@ -316,7 +316,7 @@ def test_replicas_compute_with_their_own_tensors_after_an_eval_forward(tiny_toke
 
 
 def test_eval_with_unchanged_scores_does_not_refold(tiny_tokenizer, batch, monkeypatch):
-    """Issue 25 part 2: a server calling eval() before each request pays no top-k and no fold while the scores are
+    """A server calling eval() before each request pays no top-k and no fold while the scores are
     unchanged; an edit through `.data` (no version counter sees it) is still picked up by the next eval()."""
     model = _model(tiny_tokenizer).eval()
     _logits(model, batch)
