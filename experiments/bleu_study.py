@@ -787,7 +787,7 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
     for name in [r for r in ROWS if r in rows]:
         row = rows[name]
         ratio = f"{row['test_bleu'] / reference:.2f}" if reference else "n/a"
-        if reference and same_machine(row, dense) is False:
+        if dense and same_machine(row, dense) is False:
             ratio += " (other machine: not comparable)"
         probes = ", ".join(f"{rate}: {loss:.3f}" for rate, loss in row.get("learning_rate_probes", {}).items())
         decoding = ", ".join(f"{k}={v}" for k, v in row.get("decoding", {}).items()) or "default"
