@@ -661,6 +661,7 @@ def ship_row(
 
     from hf_supermask.files import prepare_output_folder
     from hf_supermask.model_card import architecture_summary, build_model_card, save_model_card
+    from hf_supermask.resave import resave_checkpoint
     from hf_supermask.training import dense_fp32_weights_bytes
 
     result = json.loads((Path(results_dir) / f"{row}.json").read_text())
@@ -670,9 +671,11 @@ def ship_row(
     for name in SHIPPED_FILES:
         if (source / name).exists():
             shutil.copyfile(source / name, destination / name)
+    source_lang, _, target_lang = result.get("direction", "en-de").partition("-")
+    # The whole identity (tokenizer, forward settings, direction) and today's remote code, from the unchanged masks.
+    resave_checkpoint(destination, source_lang, target_lang)
     model = AutoModelForSeq2SeqLM.from_pretrained(destination)  # verifies fingerprints and masks, as users will
     maskable = sum(m.weight.numel() for m in model.masked_modules.values())
-    source_lang, _, target_lang = result.get("direction", "en-de").partition("-")
     card = build_model_card(
         model_name=model_name or destination.name,
         output_dir_or_repo_id=model_name or destination.name,
