@@ -224,7 +224,8 @@ def format_summary(used: dict[str, Any], found: dict[str, Any] | None) -> str:
     if used.get("dense_reference"):
         dense = used["dense_reference"]
         lines.append(
-            f"  the dense MarianMTModel of the same shape and data (the study's dense row): test BLEU {dense['test_bleu']:.2f} "
+            "  the dense MarianMTModel of the same shape and data (the study's dense row): test BLEU "
+            f"{dense['test_bleu']:.2f} "
             "on all of test_2016_flickr (this model on the sentences above: "
             f"{used['test_bleu'] / dense['test_bleu']:.2f}x; "
             "the BLEU study)"
