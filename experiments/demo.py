@@ -257,7 +257,10 @@ def main(args: list[str] | None = None) -> dict[str, Any]:
     torch.set_num_threads(demo.threads)
     overwrite = claim_output_dir(Path(demo.output_dir))  # before minutes of work, not after
     print("== Using found masks: the shipped model through pipeline('translation') ==", flush=True)
-    used = use_found_masks(demo)
+    try:
+        used = use_found_masks(demo)
+    except FileNotFoundError as error:  # no Multi30k anywhere: the user's to fix, so one line, no traceback
+        raise SystemExit(f"demo: error: {error}") from None
     if demo.dense_reference:
         row = json.loads(Path(demo.dense_reference).read_text())
         used["dense_reference"] = {"test_bleu": row["test_bleu"], "file": demo.dense_reference}

@@ -63,3 +63,13 @@ def test_demo_replaces_its_own_earlier_output(trained, tmp_path):
     assert (tmp_path / "demo" / DEMO_MARKER).is_file()
     summary = main(flags)  # the second run replaces the first one's folder
     assert summary["found"]["curve"] and (tmp_path / "demo" / "model.safetensors").is_file()
+
+
+def test_demo_without_data_says_where_it_looked_in_one_line(trained, tmp_path, monkeypatch):
+    model_dir, _ = trained
+    monkeypatch.chdir(tmp_path)  # no ../shared/data/multi30k from here, and the tests run offline
+    with pytest.raises(SystemExit) as refused:
+        main(["--model", str(model_dir), "--output_dir", str(tmp_path / "demo"), "--train_steps", "0"])
+    message = str(refused.value)
+    assert message.startswith("demo: error: No parallel data found") and "\n" not in message
+    assert "--data_dir" in message and "../shared/data/multi30k" in message and "bentrevett/multi30k" in message
