@@ -13,6 +13,7 @@ import pytest
 from conftest import DATA_DIR, REPO_ROOT
 
 from experiments.benchmark_models import BenchmarkArguments, run_benchmark
+from experiments.benchmark_summary import format_summary
 
 
 IN_PROCESS_METRICS = {
@@ -22,6 +23,8 @@ IN_PROCESS_METRICS = {
     "from_pretrained_seconds",
     "translation_greedy_sentences_per_second",
     "translation_beam5_sentences_per_second",
+    "translation_greedy_eval_per_request_sentences_per_second",
+    "translation_beam5_eval_per_request_sentences_per_second",
     "train_step_seconds",
     "train_peak_rss_mb",
     "train_peak_rss_above_baseline_mb",
@@ -84,6 +87,22 @@ def test_smoke_benchmark_in_process(tmp_path):
     assert results["command"] == "pytest" and results["settings"]["smoke"] is True
     assert (tmp_path / "results.md").read_text() == returned["markdown"] == results["markdown"]
     _check_results(results, IN_PROCESS_METRICS)
+    # The per-request path called eval() before each batch; the one-call path translated in one call.
+    translation = results["shapes"][0]["raw"]["translation"]
+    assert translation["beam1_eval_per_request"]["eval_per_request"] is True
+    assert translation["beam1"]["eval_per_request"] is False
+
+    # Two runs side by side (here the same one twice, as if from two transformers releases).
+    other = json.loads(json.dumps(results))
+    other["machine"]["transformers"] = "9.9.9"
+    other["shapes"][0]["metrics"]["train_step_seconds"]["met"] = not results["shapes"][0]["metrics"][
+        "train_step_seconds"
+    ]["met"]
+    summary = format_summary([results, other], ["a.json", "b.json"])
+    assert f"| transformers {results['machine']['transformers']} | transformers 9.9.9 |" in summary
+    row = next(line for line in summary.splitlines() if line.startswith("| train_step_seconds |"))
+    assert row.count("yes") == 1 and row.count("**no**") == 1
+    assert "translation_greedy_eval_per_request_sentences_per_second" in summary
 
 
 @pytest.mark.slow
