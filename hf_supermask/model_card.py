@@ -221,6 +221,7 @@ def build_model_card(
         "bleu_signature": bleu_signature,
         "chrf_signature": chrf_signature,
         **_size_variables(checkpoint_bytes, dense_fp32_bytes, bits_per_weight),
+        "mask_storage": MASK_STORAGE[(base_config or {}).get("mask_encoding", "packed")],
         "plot_filename": plot_filename,
         "revision": revision,
         "license": license,
@@ -295,6 +296,39 @@ def architecture_summary(config) -> dict[str, Any]:
     version), for the card's "Architecture" table; unset optional fields are left out."""
     values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     return {name: values[name] for name in ARCHITECTURE_FIELDS if values.get(name) is not None}
+
+
+# What `model.safetensors` holds, by `config.mask_encoding` (the card's "Checkpoint format").
+MASK_STORAGE = {
+    "packed": "**only `uint8` tensors of packed masks** (8 mask bits per byte)",
+    "initial_xor_lzma": "**only `uint8` tensors of coded masks**: each mask XOR the top-k of the seed's initial "
+    "scores, LZMA2-coded (lossless; `mask_encoding` in `config.json`)",
+}
+
+
+def refresh_checkpoint_format(
+    card_text: str, mask_encoding: str, checkpoint_bytes: int, dense_fp32_bytes: int, bits_per_weight: float
+) -> str:
+    """A card's "Checkpoint format" lines brought up to a re-encoded `model.safetensors` (what it holds, its size, and
+    its ratio to the dense model), the rest of the card unchanged."""
+    sizes = _size_variables(checkpoint_bytes, dense_fp32_bytes, bits_per_weight)
+    storage = "|".join(re.escape(text) for text in MASK_STORAGE.values())
+    replacements = (
+        (rf"(`model\.safetensors` holds )(?:{storage})", rf"\g<1>{MASK_STORAGE[mask_encoding]}"),
+        (r"(Size of `model\.safetensors`: \*\*)[^*]+(\*\*)", rf"\g<1>{sizes['checkpoint_size']}\g<2>"),
+        (r"\([0-9.]+ bits per(\s+)maskable weight\)", rf"({sizes['bits_per_weight']} bits per\g<1>maskable weight)"),
+        (
+            r"\(the mask checkpoint is [0-9.]+× smaller\)",
+            f"(the mask checkpoint is {sizes['compression_ratio']} smaller)",
+        ),
+    )
+    for pattern, replacement in replacements:
+        card_text, count = re.subn(pattern, replacement, card_text)
+        if count != 1:
+            raise ValueError(
+                f"The model card has no single line matching {pattern!r}: it was not written by this library."
+            )
+    return card_text
 
 
 def _size_variables(

@@ -21,6 +21,7 @@ import contextvars
 import hashlib
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import torch
 from transformers.utils import logging
 
 from .configuration_supermask import FORWARD_FIELDS, TRANSLATION_CUSTOM_PIPELINES, TRANSLATION_PIPELINE_FILE
+from .mask_coding import CODED_SUFFIX
 from .masked_layers import MaskedWeight, threaded_map
 from .random_weights import GENERATOR_VERSION
 
@@ -113,9 +115,9 @@ def _check_source(source) -> None:
             ) from None
 
 
-def _validate_checkpoint_files(source, kwargs: dict) -> None:
+def _validate_checkpoint_files(source, kwargs: dict) -> list[str]:
     """Refuse, before loading, a checkpoint whose files are missing, truncated or pickled, or whose masks are not
-    uint8."""
+    uint8; return its safetensors files."""
     from safetensors import SafetensorError, safe_open
     from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
@@ -146,7 +148,7 @@ def _validate_checkpoint_files(source, kwargs: dict) -> None:
                 "safetensors only, and this library never unpickles a weights file. Re-save the model with "
                 "`save_pretrained` (which writes model.safetensors)."
             )
-        return  # let from_pretrained report the missing weights file in its own words
+        return []  # let from_pretrained report the missing weights file in its own words
     for file in files:
         try:
             with safe_open(file, framework="pt") as reader:
@@ -155,13 +157,29 @@ def _validate_checkpoint_files(source, kwargs: dict) -> None:
             raise OSError(
                 f"The checkpoint file {file} is truncated or corrupted ({error}). Re-save or re-download it."
             ) from error
-        wrong = {key: dtype for key, dtype in dtypes.items() if key.endswith(".mask") and dtype != "U8"}
+        wrong = {key: dtype for key, dtype in dtypes.items() if key.endswith((".mask", CODED_SUFFIX)) and dtype != "U8"}
         if wrong:
             raise ValueError(
                 f"Masks in {file} must be uint8 packed bits (numpy.packbits layout), but {len(wrong)} are not, e.g. "
                 f"{dict(list(wrong.items())[:3])}. The file was not written by SupermaskForConditionalGeneration."
                 "save_pretrained; re-save it from a loaded model."
             )
+    return files
+
+
+def _read_masks(files: list[str]) -> tuple[dict[str, torch.Tensor], set[str]]:
+    """The coded masks of a checkpoint's files (by key), and every mask key the files hold (packed or coded)."""
+    from safetensors import safe_open
+
+    coded, keys = {}, set()
+    for file in files:
+        with safe_open(file, framework="pt") as reader:
+            for key in reader.keys():
+                if key.endswith(CODED_SUFFIX):
+                    coded[key] = reader.get_tensor(key)
+                if key.endswith((".mask", CODED_SUFFIX)):
+                    keys.add(key)
+    return coded, keys
 
 
 def _validate_generation_config(source, config, kwargs: dict) -> None:
@@ -216,6 +234,14 @@ class SupermaskCheckpointMixin:
     # Mask names in `masks_sha256` are those of the seq2seq model ("model.encoder..."): the bare model, whose modules
     # lack the "model." prefix, adds it, so that both classes compute one fingerprint for one checkpoint.
     _masks_name_prefix = ""
+
+    def post_init(self):
+        super().post_init()
+        if self.config.mask_encoding != "packed":
+            # A coded checkpoint holds `.mask_coded` instead of `.mask`: transformers need not report either; this
+            # mixin checks that every masked tensor has one or the other (`_adopt_loaded_masks`).
+            self._keys_to_ignore_on_load_missing.add(r"\.mask$")
+            self._keys_to_ignore_on_load_unexpected.add(re.escape(CODED_SUFFIX) + "$")
 
     @property
     def masked_modules(self) -> dict[str, MaskedWeight]:
@@ -354,6 +380,8 @@ class SupermaskCheckpointMixin:
             private = hub.pop("private", None)
             repo_id = hf_api().create_repo(repo_id, exist_ok=True, private=private, token=kwargs.get("token")).repo_id
             timestamps = self._get_files_timestamps(save_directory)
+        if self.config.mask_encoding != "packed" and not getattr(self, "save_scores", False):
+            kwargs["state_dict"] = self._coded_state_dict()
         ignored = self._keys_to_ignore_on_save
         scores = set() if getattr(self, "save_scores", False) else {f"{name}.scores" for name in self.masked_modules}
         self._keys_to_ignore_on_save = set(ignored or ()) | scores
@@ -369,6 +397,13 @@ class SupermaskCheckpointMixin:
             self._upload_modified_files(save_directory, repo_id, timestamps, token=kwargs.get("token"), **hub)
         return result
 
+    def _coded_state_dict(self) -> dict[str, torch.Tensor]:
+        """A mask-only checkpoint in the compact encoding: every mask coded against its initial top-k (in parallel:
+        LZMA and the top-k release the GIL)."""
+        items = list(self.masked_modules.items())
+        coded = threaded_map(lambda item: item[1].coded_mask(), items)
+        return {f"{name}{CODED_SUFFIX}": tensor for (name, _), tensor in zip(items, coded)}
+
     # ------------------------------------------------------------------------------------------------------------
     # Loading
     # ------------------------------------------------------------------------------------------------------------
@@ -380,15 +415,16 @@ class SupermaskCheckpointMixin:
         output_loading_info = kwargs.pop("output_loading_info", False)
         source = pretrained_model_name_or_path
         from_files = kwargs.get("state_dict") is None and kwargs.get("gguf_file") is None
+        files = []
         if from_files:
             _check_source(source)
-            _validate_checkpoint_files(source, kwargs)
+            files = _validate_checkpoint_files(source, kwargs)
         token = LOADING_MASKS.set(True)
         try:
             model, loading_info = super().from_pretrained(source, *model_args, output_loading_info=True, **kwargs)
         finally:
             LOADING_MASKS.reset(token)
-        model._adopt_loaded_masks(source, loading_info)
+        model._adopt_loaded_masks(source, loading_info, *(_read_masks(files) if files else ({}, None)))
         if from_files:
             _validate_generation_config(source, model.config, kwargs)
             unverified = model._check_tokenizer_file(source, kwargs)
@@ -403,7 +439,11 @@ class SupermaskCheckpointMixin:
         return (model, loading_info) if output_loading_info else model
 
     @torch.no_grad()
-    def _adopt_loaded_masks(self, source, loading_info: dict) -> None:
+    def _adopt_loaded_masks(
+        self, source, loading_info: dict, coded: dict[str, torch.Tensor], mask_keys: set[str] | None
+    ) -> None:
+        """Verify the identity and adopt the loaded masks. `coded`: the checkpoint's coded masks by key; `mask_keys`:
+        every mask key its files hold (`None` when it was not loaded from files)."""
         config = self.config
         # First: an edited shape shows up below as missing or mis-sized masks, but the edit is what to report.
         if config.forward_config_sha256 is not None:
@@ -416,6 +456,21 @@ class SupermaskCheckpointMixin:
                     "would compute differently: restore the checkpoint's config.json (re-download it)."
                 )
         missing = sorted(k for k in loading_info.get("missing_keys", ()) if k.endswith(".mask"))
+        coded_by_module = {}
+        if mask_keys is not None:  # from files: every masked tensor has a packed or a coded mask there
+            for name in self.masked_modules:
+                key = self._checkpoint_key(name, mask_keys)
+                if key is None:
+                    missing.append(f"{name}.mask")
+                elif key.endswith(CODED_SUFFIX):
+                    coded_by_module[name] = coded[key]
+            if coded_by_module and config.mask_encoding == "packed":
+                raise ValueError(
+                    f"The checkpoint at {source} holds coded masks ({CODED_SUFFIX}) but its config.json says "
+                    "mask_encoding='packed': the config was edited or belongs to another file. Restore the "
+                    "checkpoint's config.json (re-download it)."
+                )
+        missing = sorted(set(missing))
         if missing:
             raise ValueError(
                 f"The checkpoint at {source} has no mask for {len(missing)} tensor(s), e.g. {missing[:3]}. Refusing to "
@@ -449,7 +504,9 @@ class SupermaskCheckpointMixin:
 
         def adopt(item):
             name, module = item
-            if getattr(module.scores, "_is_hf_initialized", False):
+            if name in coded_by_module:
+                module.load_coded_mask(coded_by_module[name], prefix=f"{name}.")
+            elif getattr(module.scores, "_is_hf_initialized", False):
                 # A training checkpoint that kept its scores: they must select exactly the saved mask.
                 module.verify_scores_match_mask(prefix=f"{name}.")
             else:
@@ -465,6 +522,16 @@ class SupermaskCheckpointMixin:
                 f"The masks in {source} do not match the `masks_sha256` recorded in its config.json: the mask file is "
                 "corrupted or was replaced. Re-save or re-download the checkpoint."
             )
+
+    def _checkpoint_key(self, name: str, mask_keys: set[str]) -> str | None:
+        """The file key of module `name`'s mask (packed or coded), whichever class saved it: the seq2seq model's keys
+        start with "model.", the bare model's do not."""
+        prefix = self._masks_name_prefix or "model."
+        for candidate in dict.fromkeys((name, f"{self._masks_name_prefix}{name}", name.removeprefix(prefix))):
+            for suffix in (".mask", CODED_SUFFIX):
+                if candidate + suffix in mask_keys:
+                    return candidate + suffix
+        return None
 
 
 __all__ = ["FORWARD_FIELDS", "SupermaskCheckpointMixin", "identity_differences", "tokenizer_fingerprint"]

@@ -14,6 +14,7 @@ from packaging.version import Version
 from transformers.activations import ACT2FN
 from transformers.configuration_utils import PreTrainedConfig
 
+from .mask_coding import check_mask_encoding
 from .random_weights import ATTENTION_INITS, GENERATOR_VERSION, SCORE_INITS, WEIGHT_INITS
 
 
@@ -191,6 +192,12 @@ class SupermaskConfig(PreTrainedConfig):
         masks_sha256 (`str`, *optional*):
             sha256 of the packed masks, written by `save_pretrained` and checked by `from_pretrained`, so that a
             corrupted mask file is refused rather than loaded.
+        mask_encoding (`str`, *optional*, defaults to `"packed"`):
+            How `save_pretrained` stores the masks of a mask-only checkpoint: `"packed"`, one bit per weight; or
+            `"initial_xor_lzma"`, each mask XOR the top-k of the seed's initial scores (which the loader regenerates),
+            LZMA2-coded: lossless, and smaller the more of its initial top-k a mask kept (see `mask_coding.py`). Either
+            loads to the same masks (`masks_sha256` is over the packed masks). Training checkpoints with scores
+            store packed masks.
         forward_config_sha256 (`str`, *optional*):
             sha256 of the config fields that act in the forward pass (`FORWARD_FIELDS`: shape, heads, layers,
             activation, embedding and output scales, density, special ids), written by `save_pretrained` and checked
@@ -263,6 +270,7 @@ class SupermaskConfig(PreTrainedConfig):
     embedding_sha256: str | None = None
     mask_embedding: bool | None = None
     masks_sha256: str | None = None
+    mask_encoding: str = "packed"
     forward_config_sha256: str | None = None
     tokenizer_sha256: str | None = None
     source_lang: str | None = None
@@ -342,6 +350,7 @@ class SupermaskConfig(PreTrainedConfig):
                     f"`{name}` must be a positive number that is finite in float32 (at most {_FLOAT32_MAX:.4g}), "
                     f"got {value!r}."
                 )
+        check_mask_encoding(self.mask_encoding)
         if self.score_init not in SCORE_INITS:
             raise ValueError(f"`score_init` must be one of {list(SCORE_INITS)}, got {self.score_init!r}.")
         if self.activation_function not in ACT2FN:

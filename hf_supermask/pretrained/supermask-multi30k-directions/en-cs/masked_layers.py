@@ -50,6 +50,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .binarizers import MaskedWeightProduct, num_kept, pack_mask, packed_size, scores_for_mask, topk_mask, unpack_mask
 from .external_weights import load_external_tensor, tensor_sha256
+from .mask_coding import CODED_SUFFIX, decode_mask, encode_mask
 from .random_weights import generate_initial_scores, generate_weight, init_of, update_fingerprint
 
 
@@ -288,10 +289,12 @@ class MaskedWeight(nn.Module):
         packed = self.mask if packed is None else packed
         self._adopt_mask(packed, self._check_packed(packed, prefix))
 
-    def _adopt_mask(self, packed: torch.Tensor, mask: torch.Tensor) -> None:
-        """`load_packed_mask` once `packed` is checked and unpacked into `mask`."""
+    def _adopt_mask(self, packed: torch.Tensor, mask: torch.Tensor, initial: torch.Tensor | None = None) -> None:
+        """`load_packed_mask` once `packed` is checked and unpacked into `mask` (`initial`: the initial scores, if
+        the caller has generated them already)."""
         with torch.inference_mode(False), torch.no_grad():
-            initial = self.random_weights.initial_scores(self.score_name, self.shape)
+            if initial is None:
+                initial = self.random_weights.initial_scores(self.score_name, self.shape)
             scores = scores_for_mask(initial, mask)
             if self.scores.device == scores.device and self.scores.dtype == scores.dtype:
                 self.scores.data = scores  # fresh memory already: no second copy (the Parameter object stays)
@@ -303,6 +306,28 @@ class MaskedWeight(nn.Module):
             if not self.training:  # the fold eval() would build from these scores, from the mask at hand (no top-k)
                 self._set_fold(mask)
             self._rebuilt_key = self._scores_key()
+
+    # ---- the compact mask encoding (`mask_coding.py`): masks coded against the seed's initial top-k ----
+
+    def initial_mask(self, initial_scores: torch.Tensor | None = None) -> torch.Tensor:
+        """The mask the seed's initial scores select: what training starts from, and what the loader can regenerate
+        to predict a found mask."""
+        if initial_scores is None:
+            initial_scores = self.random_weights.initial_scores(self.score_name, self.shape)
+        return topk_mask(initial_scores.abs(), self.num_kept)
+
+    @torch.no_grad()
+    def coded_mask(self) -> torch.Tensor:
+        """The current mask coded against `initial_mask()` (what an `"initial_xor_lzma"` checkpoint stores)."""
+        self.sync_packed_mask()
+        return encode_mask(self.mask, pack_mask(self.initial_mask()))
+
+    @torch.no_grad()
+    def load_coded_mask(self, coded: torch.Tensor, prefix: str = "") -> None:
+        """`load_packed_mask` for a mask coded by `coded_mask` (the initial scores generated once, for both)."""
+        initial = self.random_weights.initial_scores(self.score_name, self.shape)
+        packed = decode_mask(coded, pack_mask(self.initial_mask(initial)), f"`{prefix}mask_coded`")
+        self._adopt_mask(packed, self._check_packed(packed, prefix), initial)
 
     # ---- mask sets (driven by `mask_sets.MaskSetsMixin`, which validates every module before changing any) ----
 
@@ -410,7 +435,15 @@ class MaskedWeight(nn.Module):
             state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
         )
         self.scores_changed()
-        if has_scores and f"{prefix}mask" in state_dict:
+        coded_key = prefix + CODED_SUFFIX.lstrip(".")
+        if coded_key in state_dict and f"{prefix}mask" not in state_dict:  # a mask-only checkpoint, coded
+            for keys, key in ((missing_keys, f"{prefix}mask"), (missing_keys, f"{prefix}scores")):
+                if key in keys:
+                    keys.remove(key)
+            if coded_key in unexpected_keys:
+                unexpected_keys.remove(coded_key)
+            self.load_coded_mask(state_dict[coded_key], prefix)
+        elif has_scores and f"{prefix}mask" in state_dict:
             self.verify_scores_match_mask(prefix)
         elif not has_scores and f"{prefix}mask" in state_dict:
             if f"{prefix}scores" in missing_keys:
