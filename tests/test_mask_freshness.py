@@ -367,3 +367,31 @@ def test_a_fold_follows_its_random_weight(tiny_tokenizer, batch):
     with torch.no_grad():
         layer.weight.mul_(2.0)
     assert torch.equal(layer.effective_weight(), layer.weight * layer.current_mask())
+
+
+def test_generate_checks_each_fold_once_per_call(tiny_tokenizer, batch, monkeypatch):
+    """The decoding loop uses the folds checked at the start of `generate`, not a check per layer and step; what
+    changed between calls (an edit through `.data`, then eval()) is still seen by the next call."""
+    model = _model(tiny_tokenizer).eval()
+    inputs = batch["input_ids"][:2]
+    model.generate(input_ids=inputs, max_new_tokens=2)
+    checks = []
+    real = masked_layers.MaskedWeight._fold_is_fresh
+    monkeypatch.setattr(masked_layers.MaskedWeight, "_fold_is_fresh", lambda self: checks.append(self) or real(self))
+    model.generate(input_ids=inputs, max_new_tokens=8, min_new_tokens=8)
+    assert len(checks) == len(model.masked_modules)  # one per masked tensor, whatever the number of steps
+    assert not model.random_weights._folds_checked[0]  # the trust ends with the call
+
+    layer = model.model.decoder.layers[0].fc1
+    layer.scores.data.copy_(layer.scores.data.flip(0))
+    model.eval()
+    edited = model.generate(
+        input_ids=inputs, max_new_tokens=8, min_new_tokens=8, output_logits=True, return_dict_in_generate=True
+    )
+    fresh = _model(tiny_tokenizer).eval()
+    fresh.load_state_dict(model.state_dict())
+    expected = fresh.generate(
+        input_ids=inputs, max_new_tokens=8, min_new_tokens=8, output_logits=True, return_dict_in_generate=True
+    )
+    assert torch.equal(edited.sequences, expected.sequences)
+    assert all(torch.equal(a, b) for a, b in zip(edited.logits, expected.logits))

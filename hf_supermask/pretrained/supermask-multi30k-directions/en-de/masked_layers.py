@@ -95,6 +95,9 @@ class SupermaskRandomWeights(nn.Module):
         self.fingerprint: str | None = None
         # Masks of the model-level forward in progress (see `forward_scope`), by masked module.
         self._forward_masks: dict[nn.Module, torch.Tensor] | None = None
+        # [True] inside `checked_folds` (a `generate` call): the eval-mode folds were checked once for the whole call.
+        # A list that every masked tensor holds too, so that the decoding loop's test is one plain attribute read.
+        self._folds_checked = [False]
         for name, shape in self.shapes.items():
             self.register_buffer(name, torch.empty(shape), persistent=False)
 
@@ -148,6 +151,23 @@ class SupermaskRandomWeights(nn.Module):
             if outermost:
                 self._forward_masks = None
 
+    @contextlib.contextmanager
+    def checked_folds(self, modules):
+        """Wraps `generate`: check every masked tensor's eval-mode fold once (refolding a stale one), then let every
+        forward of the decoding loop use the folds unchecked. Scores do not change while a batch is decoded, and a
+        check per layer and decoding step is a measurable share of a small model's step."""
+        if self._folds_checked[0]:  # a nested call: the outer one has checked
+            yield
+            return
+        for module in modules:
+            if not module.training:
+                module.effective_weight()
+        self._folds_checked[0] = True
+        try:
+            yield
+        finally:
+            self._folds_checked[0] = False
+
     def initial_scores(self, name: str, shape: tuple[int, int]) -> torch.Tensor:
         return generate_initial_scores(self.seed, name, shape, self.score_init)
 
@@ -173,6 +193,7 @@ class MaskedWeight(nn.Module):
         self.scores = nn.Parameter(torch.empty(shape, dtype=torch.float32))
         self.register_buffer("mask", torch.zeros(packed_size(shape), dtype=torch.uint8))
         self.random_weights = random_weights  # the one shared owner, registered here too (see the module docstring)
+        self._folds_checked = random_weights._folds_checked  # the owner's flag itself (see `checked_folds`)
         self.__dict__.update(self._NO_CACHES)
         self.register_state_dict_pre_hook(_pack_mask_before_state_dict)
 
@@ -205,8 +226,10 @@ class MaskedWeight(nn.Module):
         return mask
 
     def effective_weight(self) -> torch.Tensor:
+        if self._folds_checked[0] and self._folded is not None and not self.training:
+            return self._folded  # the hot path of generation (checked once per `generate` call)
         if not self.training and self._fold_is_fresh():
-            return self._folded  # the hot path of generation
+            return self._folded
         weight = self.weight
         if self.num_kept == weight.numel():
             return weight  # nothing masked (a fixed embedding)

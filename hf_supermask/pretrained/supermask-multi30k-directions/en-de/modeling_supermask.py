@@ -488,6 +488,11 @@ class SupermaskForConditionalGeneration(
     def get_input_embeddings(self):
         return self.model.shared
 
+    def generate(self, *args, **kwargs):
+        # The folds are checked once per call, not once per layer and decoding step (`checked_folds`).
+        with self.random_weights.checked_folds(self.masked_modules.values()):
+            return super().generate(*args, **kwargs)
+
     def get_encoder(self):
         return self.model.encoder
 
