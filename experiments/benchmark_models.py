@@ -26,7 +26,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from experiments.measure import machine_info, median, peak_rss_mb, reset_peak_rss, rss_mb, run_worker_process
+from experiments.measure import (
+    git_commit,
+    machine_info,
+    median,
+    peak_rss_mb,
+    reset_peak_rss,
+    rss_mb,
+    run_worker_process,
+)
 from hf_supermask.files import folder_bytes, read_lines
 
 
@@ -646,6 +654,7 @@ def run_benchmark(args: BenchmarkArguments, command: str | None = None, log=prin
     started = time.perf_counter()
     results: dict[str, Any] = {
         "command": command,
+        "git_commit": git_commit(),
         "machine": machine_info(),
         "settings": asdict(args),
         "translation_length_note": TRANSLATION_NOTE,
@@ -690,7 +699,7 @@ def format_markdown(results: dict[str, Any]) -> str:
     lines = [
         "# Supermask vs MarianMTModel benchmark",
         "",
-        f"Command: `{results.get('command')}`",
+        f"Command: `{results.get('command')}` (commit {results.get('git_commit')})",
         "",
         f"Machine: {machine['cpu_model']}, {machine['cpus_available']} CPUs available, "
         f"{machine['torch_threads']} torch "

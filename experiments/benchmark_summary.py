@@ -40,7 +40,8 @@ def format_summary(runs: list[dict[str, Any]], paths: list[str]) -> str:
         lines.append(
             f"- `{path}`: {_run_label(run)}, torch {machine['torch']}, {machine['cpu_model']} "
             f"({machine['cpus_available']} CPUs, {machine['torch_threads']} torch threads), load average at start "
-            f"{[round(x, 2) for x in machine['load_average_at_start']]}; command `{run.get('command')}`"
+            f"{[round(x, 2) for x in machine['load_average_at_start']]}; commit {run.get('git_commit')}; command "
+            f"`{run.get('command')}`"
         )
     lines += ["", "Ratio = supermask / MarianMTModel (medians); the goal is judged on it.", ""]
     shapes = {shape["name"]: {} for run in runs for shape in run["shapes"]}

@@ -19,7 +19,6 @@ The table (`results.md`) and the chart (`bleu_curves.png`) are rebuilt from what
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from typing import Any
 
 import torch
 
+from experiments.measure import git_commit
 from hf_supermask.training import parse_args, run_translation
 
 
@@ -228,24 +228,6 @@ def same_machine(row: dict[str, Any], other: dict[str, Any]) -> bool | None:
         return None
     keys = ("cpu", "cpu_count", "torch")
     return all(row["machine"].get(k) == other["machine"].get(k) for k in keys)
-
-
-@functools.cache
-def _git_commit() -> str | None:
-    """The commit of the code this process runs: read once, when the study starts (the code is imported then; later
-    commits do not change what runs). Uncommitted changes to code files are flagged."""
-    import subprocess
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py", "setup.cfg"],
-            capture_output=True,
-            text=True,
-        )
-        return commit + ("+uncommitted code changes" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return None
 
 
 def _last_checkpoint(output_dir: Path) -> str | None:
@@ -547,7 +529,7 @@ def probe_levers(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[s
             "train_target_tokens_per_second": results.get("train_target_tokens_per_second"),
             "train_wall_seconds": _wall_seconds(history),
             "curve": _curve_points(history),
-            "git_commit": report.get(name, {}).get("git_commit") or _git_commit(),
+            "git_commit": report.get(name, {}).get("git_commit") or git_commit(),
         }
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.with_name(f".{target.name}.{os.getpid()}")
@@ -601,7 +583,7 @@ def run_row(study: StudyArguments, row: str, tokenizer_dir: Path) -> dict[str, A
     flags = _row_flags(study, row, output_dir, tokenizer_dir, learning_rate, study.max_steps)
     if study.plateau_patience:
         flags += ["--early_stopping_patience", str(study.plateau_patience)]
-    commit = _git_commit()
+    commit = git_commit()
     results = run_translation(*parse_args(flags))  # the curve: greedy validation BLEU every eval_steps
     history = json.loads((output_dir / "log_history.json").read_text())
     scores = select_decoding_and_test(study, output_dir)
@@ -841,7 +823,7 @@ def write_report(results_dir: Path, direction: str = "en-de") -> str:
 
 def run_study(study: StudyArguments) -> str:
     torch.set_num_threads(study.threads)
-    _git_commit()  # now, while the code on disk is the code this process imported
+    git_commit()  # now, while the code on disk is the code this process imported
     if study.smoke:
         study.shape = (
             "d_model=32,encoder_layers=2,decoder_layers=2,encoder_ffn_dim=64,decoder_ffn_dim=64,"

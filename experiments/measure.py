@@ -8,6 +8,7 @@ next) and adds the wall time of the whole process.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import os
@@ -82,6 +83,22 @@ def proc_status_kb(key: str) -> int:
     except OSError:
         pass
     return 0
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The commit of the code this process runs: read once, when a study or benchmark starts (the code is imported
+    then; later commits do not change what runs). Uncommitted changes to code files are flagged."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "*.py", "setup.cfg"],
+            capture_output=True,
+            text=True,
+        )
+        return commit + ("+uncommitted code changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 def machine_info() -> dict[str, Any]:
