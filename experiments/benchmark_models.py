@@ -183,6 +183,7 @@ def save_models(config, tokenizer, folder: Path) -> dict[str, Path]:
     from hf_supermask.modeling import SupermaskForConditionalGeneration
 
     supermask = SupermaskForConditionalGeneration(config).eval()
+    supermask.record_tokenizer(tokenizer)  # as the training script does: loading then verifies the tokenizer too
     marian = supermask.export_dense()
     folders = {"supermask": folder / "supermask", "marian": folder / "marian"}
     for name, model in (("supermask", supermask), ("marian", marian)):
