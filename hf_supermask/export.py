@@ -43,11 +43,15 @@ def _check_export(checkpoint, output_dir, overwrite: bool) -> None:
     check_output_folder(output_dir, overwrite=overwrite, overwrite_flag="--overwrite", inputs=[checkpoint])
 
 
-def _dense_model_and_tokenizer(checkpoint, **load_kwargs):
+def _dense_model_and_tokenizer(checkpoint, accept_dense: bool = False, **load_kwargs):
+    """The dense MarianMTModel of a supermask checkpoint (folded), or with `accept_dense`, of a Marian checkpoint as
+    it is; and its tokenizer."""
     model = load_seq2seq_model(checkpoint, **load_kwargs)
-    if not isinstance(model, SupermaskForConditionalGeneration):
+    if isinstance(model, SupermaskForConditionalGeneration):
+        model = model.export_dense()
+    elif not accept_dense:
         raise ValueError(f"{checkpoint} holds a {type(model).__name__}, not a supermask checkpoint; nothing to fold.")
-    return model.export_dense(), AutoTokenizer.from_pretrained(checkpoint, **load_kwargs)
+    return model, AutoTokenizer.from_pretrained(checkpoint, **load_kwargs)
 
 
 def export_dense_folder(
@@ -80,7 +84,8 @@ def export_ctranslate2_folder(
     CTranslate2 runtime) serves, with the tokenizer and generation settings next to the converted model.
 
     `quantization` is the converted weights' type (e.g. "int8"); None keeps float32. The same folder rules as
-    `export_dense_folder` apply.
+    `export_dense_folder` apply. A dense MarianMTModel checkpoint is converted as it is (the study's dense baseline
+    deploys through the same path).
     """
     from .deploy import QUANTIZATIONS, require_ctranslate2
 
@@ -88,7 +93,7 @@ def export_ctranslate2_folder(
     if quantization is not None and quantization not in QUANTIZATIONS:
         raise ValueError(f"--quantization must be one of {list(QUANTIZATIONS)}, got {quantization!r}.")
     _check_export(checkpoint, output_dir, overwrite)
-    dense, tokenizer = _dense_model_and_tokenizer(checkpoint, **load_kwargs)
+    dense, tokenizer = _dense_model_and_tokenizer(checkpoint, accept_dense=True, **load_kwargs)
     with tempfile.TemporaryDirectory() as tmp, staged_folder(output_dir) as staging:
         dense.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

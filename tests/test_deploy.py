@@ -78,3 +78,20 @@ def test_backend_benchmark_smoke(checkpoint, tmp_path):
     assert results["rows"]["pytorch_beam1"]["speedup"] == 1.0
     assert all(r["sentences_per_second"] > 0 and 0 <= r["bleu"] <= 100 for r in results["rows"].values())
     assert "| ctranslate2_int8 | 2 |" in backends_table(results)
+
+
+def test_a_dense_marian_checkpoint_exports_to_ctranslate2_as_it_is(checkpoint, tmp_path, capsys):
+    """The dense baseline deploys through the same path (its int8 export is the frontier's 8-bit reference); only
+    `export-dense` refuses a dense checkpoint, which is already what it writes."""
+    dense = tmp_path / "dense"
+    cli(["export-dense", str(checkpoint), str(dense)])
+    target = tmp_path / "ct2-dense"
+    cli(["export-ctranslate2", str(dense), str(target)])
+    capsys.readouterr()
+    cli(["translate", str(checkpoint), *SOURCES, "--num_beams", "1", "--max_new_tokens", "12"])
+    pytorch = capsys.readouterr().out.splitlines()
+    cli(["translate", str(target), *SOURCES, "--backend", "ctranslate2", "--num_beams", "1", "--max_new_tokens", "11"])
+    assert capsys.readouterr().out.splitlines() == pytorch
+    with pytest.raises(SystemExit) as exit_info:
+        cli(["export-dense", str(dense), str(tmp_path / "again")])
+    assert exit_info.value.code == 1 and "nothing to fold" in capsys.readouterr().err
