@@ -2,8 +2,9 @@
 """The compression frontier: test BLEU against stored bits per weight (`scripts/frontier.py`).
 
 This module measures the dense model's reference points: the same trained MarianMTModel stored as float32, as float16
-(weights rounded to float16 and computed in float32, so the figure is the storage's cost alone) and as a CTranslate2
-int8 export, each translating test_2016_flickr with the model's saved decoding settings. Bits per weight are the
+(weights rounded to float16 and computed in float32, so the figure is the storage's cost alone) and as CTranslate2
+exports (float32, to separate what the conversion does from what int8 does, and int8), each translating
+test_2016_flickr with the model's saved decoding settings. Bits per weight are the
 stored file's bits over the model's parameters (the tied embedding counted once); the whole folder's bytes sit beside
 them.
 
@@ -93,19 +94,23 @@ def measure_dense_references(
                     "folder_bytes": folder_bytes(folder),
                 }
             )
-        log("dense CTranslate2 int8: exporting and translating")
-        exported = export_ctranslate2_folder(dense_dir, Path(work) / "ct2-int8", "int8", overwrite=True)
-        translator = CTranslate2Translator(exported, threads=torch.get_num_threads())
-        weights_bytes = folder_bytes(exported, "model.bin")
-        rows.append(
-            {
-                "row": "dense CTranslate2 int8",
-                **score(translator(sources, batch_size=batch_size, **decoding)),
-                "stored_bits_per_weight": 8 * weights_bytes / parameters,
-                "weights_file_bytes": weights_bytes,
-                "folder_bytes": folder_bytes(exported),
-            }
-        )
+        for quantization in ("float32", "int8"):  # float32 too: what the conversion alone does to the scores
+            name = f"dense CTranslate2 {quantization}"
+            log(f"{name}: exporting and translating")
+            exported = export_ctranslate2_folder(
+                dense_dir, Path(work) / f"ct2-{quantization}", None if quantization == "float32" else quantization
+            )
+            translator = CTranslate2Translator(exported, threads=torch.get_num_threads())
+            weights_bytes = folder_bytes(exported, "model.bin")
+            rows.append(
+                {
+                    "row": name,
+                    **score(translator(sources, batch_size=batch_size, **decoding)),
+                    "stored_bits_per_weight": 8 * weights_bytes / parameters,
+                    "weights_file_bytes": weights_bytes,
+                    "folder_bytes": folder_bytes(exported),
+                }
+            )
     for row in rows:
         log(f"{row['row']}: test BLEU {row['test_bleu']:.2f}, {row['stored_bits_per_weight']:.2f} bits per weight")
     return {
