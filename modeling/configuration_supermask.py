@@ -205,8 +205,10 @@ class SupermaskConfig(PreTrainedConfig):
             corrupted mask file is refused rather than loaded.
         forward_config_sha256 (`str`, *optional*):
             sha256 of the config fields that act in the forward pass (`FORWARD_FIELDS`: shape, heads, layers,
-            activation, embedding and output scales, density, special ids), written by `save_pretrained` and checked
-            by every load path, so that an edited config.json is refused rather than loaded as another model.
+            activation, embedding and output scales, density, frozen fraction, special ids), written by
+            `save_pretrained` and checked by every load path, so that an edited config.json is refused rather than
+            loaded as another model. A field added later is left out while it holds the value that reproduces the
+            earlier behaviour (`frozen_fraction` 0), so that earlier checkpoints keep their fingerprint.
         tokenizer_sha256 (`str`, *optional*):
             sha256 of the tokenizer the masks were found with (its `tokenizer.json`, canonical JSON without the
             runtime `truncation` / `padding` state), recorded by the training script (`record_tokenizer`). A
