@@ -19,8 +19,6 @@ from typing import Any
 
 import torch
 
-from hf_supermask.modeling.binarizers import topk_mask
-
 
 def module_kind(name: str) -> str:
     """`decoder.encoder_attn.q_proj` for `model.decoder.layers.2.encoder_attn.q_proj`, `embedding` for the shared
@@ -49,7 +47,7 @@ def mask_overlap(first, second) -> dict[str, Any]:
         if k == n:
             continue  # a fixed (unmasked) embedding
         common = int((a & b).sum())
-        initial = topk_mask(module.random_weights.initial_scores(module.score_name, module.shape).abs(), k)
+        initial = module.initial_mask()  # the seed's initial selection (frozen positions included)
         a_in, b_in = int((a & initial).sum()), int((b & initial).sum())
         per_tensor[name] = common / k
         for group in (f"kind:{module_kind(name)}", f"layer:{module_layer(name)}", "all"):

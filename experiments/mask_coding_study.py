@@ -25,17 +25,17 @@ def _entropy_bits(flip_rate: float) -> float:
 
 def study_folder(folder: str) -> dict[str, Any]:
     from hf_supermask.modeling import SupermaskForConditionalGeneration
-    from hf_supermask.modeling.binarizers import pack_mask
 
     model = SupermaskForConditionalGeneration.from_pretrained(folder)
     weights = flips = entropy_bits = packed_bytes = coded_bytes = 0
     for module in model.masked_modules.values():
         found = module.current_mask()
+        # Frozen positions (`frozen_fraction`) agree with the prediction by construction and are not stored.
         differs = int(np.count_nonzero((found ^ module.initial_mask()).numpy()))
-        count = found.numel()
-        weights, flips = weights + count, flips + differs
-        entropy_bits += count * _entropy_bits(differs / count)
-        packed_bytes += pack_mask(found).numel()
+        stored = module.num_free
+        weights, flips = weights + found.numel(), flips + differs
+        entropy_bits += stored * _entropy_bits(differs / stored)
+        packed_bytes += module.pack_stored(found).numel()
         coded_bytes += module.coded_mask().numel()
     config = model.config
     return {
@@ -43,7 +43,7 @@ def study_folder(folder: str) -> dict[str, Any]:
         "masks_sha256": config.masks_sha256,
         "mask_encoding_on_disk": config.mask_encoding,
         "maskable_weights": weights,
-        "bits_differing_from_initial_top_k": flips / weights,
+        "bits_differing_from_initial_top_k": flips / weights,  # of all maskable weights
         "entropy_bound_bits_per_weight": entropy_bits / weights,
         "packed_bits_per_weight": 8 * packed_bytes / weights,
         "initial_xor_lzma_bits_per_weight": 8 * coded_bytes / weights,

@@ -18,12 +18,30 @@ def num_kept(numel: int, density: float) -> int:
     return max(1, min(numel, int(round(density * numel))))
 
 
+def frozen_counts(numel: int, density: float, frozen_fraction: float) -> tuple[int, int]:
+    """(frozen, frozen_kept): how many of a tensor's `numel` positions are frozen (fixed by the seed, never searched)
+    at `frozen_fraction`, and how many of those are kept.
+
+    round(density * frozen) frozen positions are kept, so that the tensor keeps `num_kept(numel, density)` in all, as
+    without frozen positions (at density 0.5, half kept and half pruned, as Otsuka et al.). At least one position
+    stays free, and the free positions can always hold the remaining `num_kept - frozen_kept`."""
+    if not frozen_fraction:
+        return 0, 0
+    kept = num_kept(numel, density)
+    frozen = min(int(round(frozen_fraction * numel)), numel - 1)
+    # Rounding alone already keeps 0 <= kept - frozen_kept <= numel - frozen, but for num_kept's floor of one: clamp.
+    frozen_kept = min(max(int(round(density * frozen)), kept - (numel - frozen)), kept)
+    return frozen, frozen_kept
+
+
 @torch.no_grad()
 def topk_mask(magnitudes: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean mask of `magnitudes`' shape with exactly `k` True entries at the k largest values."""
     flat = magnitudes.detach().reshape(-1)
     if k >= flat.numel():
         return torch.ones(magnitudes.shape, dtype=torch.bool, device=flat.device)
+    if k <= 0:  # only the free positions of a tensor with frozen positions can keep none
+        return torch.zeros(magnitudes.shape, dtype=torch.bool, device=flat.device)
     # float32 so that a low-precision copy of the scores cannot add ties.
     if flat.device.type != "cpu":
         mask = torch.zeros(flat.shape, dtype=torch.bool, device=flat.device)
@@ -54,18 +72,25 @@ class MaskedWeightProduct(torch.autograd.Function):
 
     One Function rather than mul, a straight-through step and abs: those would allocate |scores| and a float copy of
     the mask for every tensor at every training forward (twice the size of the model, only to be freed again).
-    Backward: (grad * weight) * sgn(scores).
+    Backward: (grad * weight) * sgn(scores), times `free` when the tensor has frozen positions (their scores select
+    nothing, so they get no gradient: no optimizer moves them, and they add nothing to a gradient norm).
     """
 
     @staticmethod
-    def forward(ctx, scores: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(
+        ctx, scores: torch.Tensor, weight: torch.Tensor, mask: torch.Tensor, free: torch.Tensor | None = None
+    ) -> torch.Tensor:
         ctx.save_for_backward(scores, weight)  # references, not copies
+        ctx.free = free  # a constant of the module (not an autograd input)
         return weight * mask
 
     @staticmethod
     def backward(ctx, grad_output: torch.Tensor):
         scores, weight = ctx.saved_tensors
-        return (grad_output * weight).mul_(scores.sgn()), None, None
+        grad = (grad_output * weight).mul_(scores.sgn())
+        if ctx.free is not None:
+            grad.mul_(ctx.free)
+        return grad, None, None, None
 
 
 def pack_mask(mask: torch.Tensor) -> torch.Tensor:

@@ -48,10 +48,25 @@ from torch.autograd.graph import increment_version
 from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from .binarizers import MaskedWeightProduct, num_kept, pack_mask, packed_size, scores_for_mask, topk_mask, unpack_mask
+from .binarizers import (
+    MaskedWeightProduct,
+    frozen_counts,
+    num_kept,
+    pack_mask,
+    packed_size,
+    scores_for_mask,
+    topk_mask,
+    unpack_mask,
+)
 from .external_weights import load_external_tensor, tensor_sha256
 from .mask_coding import CODED_SUFFIX, decode_mask, encode_mask
-from .random_weights import generate_initial_scores, generate_weight, init_of, update_fingerprint
+from .random_weights import (
+    generate_frozen_positions,
+    generate_initial_scores,
+    generate_weight,
+    init_of,
+    update_fingerprint,
+)
 
 
 def threaded_map(function, items):
@@ -82,6 +97,7 @@ class SupermaskRandomWeights(nn.Module):
         self.weight_init = config.weight_init
         self.score_init = config.score_init
         self.density = config.density
+        self.frozen_fraction = config.frozen_fraction
         self.scale_fan = config.scale_fan
         self.attention_init = config.attention_init
         self.shapes = dict(shapes)
@@ -171,6 +187,14 @@ class SupermaskRandomWeights(nn.Module):
     def initial_scores(self, name: str, shape: tuple[int, int]) -> torch.Tensor:
         return generate_initial_scores(self.seed, name, shape, self.score_init)
 
+    def frozen_positions(
+        self, name: str, shape: tuple[int, int], frozen: int, frozen_kept: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(free, kept): boolean tensors of `shape`, False at the masked tensor `name`'s frozen positions, and True at
+        the frozen positions that are kept (`random_weights.generate_frozen_positions`)."""
+        free, kept = generate_frozen_positions(self.seed, name, math.prod(shape), frozen, frozen_kept)
+        return torch.from_numpy(free).view(shape), torch.from_numpy(kept).view(shape)
+
     def extra_repr(self) -> str:
         return f"seed={self.seed}, weight_init={self.weight_init!r}, tensors={len(self.shapes)}"
 
@@ -180,6 +204,13 @@ class MaskedWeight(nn.Module):
 
     The effective weight is W * mask, with a straight-through gradient to the scores; see the module docstring for
     when masks are computed and what is cached.
+
+    With `config.frozen_fraction` > 0, `num_frozen` positions are frozen by the seed (`num_frozen_kept` of them kept,
+    the rest pruned): the mask keeps those as they are and the top-|score| `num_kept - num_frozen_kept` of the free
+    positions (`mask_from_scores`), the frozen positions' scores get no gradient, and the `mask` buffer holds the free
+    positions' bits only (`pack_stored` / `unpack_stored`). The scores keep the weight's shape (a frozen position's
+    score is simply never used): every shape-keyed path (casts, the fold's checksum, mask sets, optimizers, resuming
+    from scores) stays as it is.
     """
 
     def __init__(self, random_weights: SupermaskRandomWeights, weight_name: str, score_name: str, density: float):
@@ -189,12 +220,16 @@ class MaskedWeight(nn.Module):
         self.score_name = score_name
         self.shape = tuple(shape)
         self.num_kept = num_kept(math.prod(shape), density)
+        self.num_frozen, self.num_frozen_kept = frozen_counts(math.prod(shape), density, random_weights.frozen_fraction)
         # float32 whatever the default dtype (from_pretrained(dtype=...)): scores select, they are not weights.
         self.scores = nn.Parameter(torch.empty(shape, dtype=torch.float32))
-        self.register_buffer("mask", torch.zeros(packed_size(shape), dtype=torch.uint8))
+        self.register_buffer("mask", torch.zeros(self.stored_size, dtype=torch.uint8))
         self.random_weights = random_weights  # the one shared owner, registered here too (see the module docstring)
         self._folds_checked = random_weights._folds_checked  # the owner's flag itself (see `checked_folds`)
         self.__dict__.update(self._NO_CACHES)
+        # The frozen layout by device, made on first use (outside from_pretrained's meta-device construction): a plain
+        # attribute, not a buffer, so that loading never replaces it with an uninitialised placeholder.
+        self._frozen_layouts: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self.register_state_dict_pre_hook(_pack_mask_before_state_dict)
 
     # The caches and what they were built from, all empty. `_folded`: the eval-mode fold; `_fold_key`: (data_ptr,
@@ -216,14 +251,92 @@ class MaskedWeight(nn.Module):
         return _tensor_key(self.scores), _tensor_key(self.weight)
 
     def current_mask(self) -> torch.Tensor:
-        """Boolean mask: the `num_kept` largest |scores| (computed once per model-level forward)."""
+        """Boolean mask the scores select (`mask_from_scores`), computed once per model-level forward."""
         forward_masks = self.random_weights._forward_masks
         if forward_masks is not None and self in forward_masks:
             return forward_masks[self]
-        mask = topk_mask(self.scores.detach().abs(), self.num_kept)
+        mask = self.mask_from_scores(self.scores)
         if forward_masks is not None:
             forward_masks[self] = mask
         return mask
+
+    @torch.no_grad()
+    def mask_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
+        """The boolean mask (of the weight's shape) that `scores` select: the `num_kept` largest |scores|, or with
+        frozen positions, the frozen kept ones plus the `num_kept - num_frozen_kept` largest |scores| among the free
+        positions. `mask_from_scores(random_weights.initial_scores(score_name, shape))` is the seed's initial mask."""
+        magnitudes = scores.detach().abs()
+        if not self.num_frozen:
+            return topk_mask(magnitudes, self.num_kept)
+        free, kept = self.frozen_layout(magnitudes.device)
+        mask = kept.clone()
+        mask[free] = topk_mask(magnitudes[free], self.num_kept - self.num_frozen_kept)
+        return mask
+
+    @property
+    def num_free(self) -> int:
+        """Positions the mask searches (and a checkpoint stores): all but the frozen ones."""
+        return math.prod(self.shape) - self.num_frozen
+
+    @property
+    def stored_size(self) -> int:
+        """Bytes of the packed `mask` buffer: one bit per free position."""
+        return packed_size((self.num_free,))
+
+    def frozen_layout(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """(free, kept): boolean tensors of the weight's shape on `device`, False at the frozen positions, True at the
+        frozen positions that are kept. The same in every process (from the seed, key `frozen/{score_name}`)."""
+        device = torch.device(device)
+        layouts = self._frozen_layouts
+        if device not in layouts:
+            # Normal tensors even under inference_mode: a later training backward multiplies by `free`.
+            with torch.inference_mode(False):
+                cpu = torch.device("cpu")
+                if cpu not in layouts:
+                    layouts[cpu] = self.random_weights.frozen_positions(
+                        self.score_name, self.shape, self.num_frozen, self.num_frozen_kept
+                    )
+                layouts[device] = tuple(t.to(device) for t in layouts[cpu])
+        return layouts[device]
+
+    @torch.no_grad()
+    def pack_stored(self, mask: torch.Tensor) -> torch.Tensor:
+        """A boolean mask of the weight's shape -> what the `mask` buffer stores (1-D uint8, numpy.packbits layout):
+        the bits of the free positions, in row-major order (every bit when nothing is frozen: `pack_mask(mask)`).
+        Refuses a mask that does not hold the frozen positions' values."""
+        if not self.num_frozen:
+            return pack_mask(mask)
+        free, kept = self.frozen_layout()
+        mask = mask.detach().to("cpu", torch.bool).view(self.shape)
+        if not torch.equal(mask.masked_fill(free, False), kept):
+            raise ValueError(
+                f"The mask given for `{self.score_name}` changes some of its frozen positions (fixed by the seed and "
+                "frozen_fraction): only the free positions can be stored. Compute masks with `mask_from_scores`."
+            )
+        return pack_mask(mask[free])
+
+    @torch.no_grad()
+    def unpack_stored(self, packed: torch.Tensor) -> torch.Tensor:
+        """Inverse of `pack_stored`: 1-D uint8 -> boolean mask of the weight's shape, the frozen positions filled in
+        (`unpack_mask(packed, shape)` when nothing is frozen)."""
+        if not self.num_frozen:
+            return unpack_mask(packed, self.shape)
+        free, kept = self.frozen_layout()
+        mask = kept.clone()
+        mask[free] = unpack_mask(packed, (self.num_free,))
+        return mask
+
+    def scores_selecting(self, mask: torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
+        """Float32 scores, built from the seed's initial scores, whose selection (`mask_from_scores`) is exactly
+        `mask`, a mask of `num_kept` entries that holds the frozen positions' values (`scores_for_mask` on the free
+        positions; a frozen position keeps its initial score, which selects nothing)."""
+        if initial is None:  # (callers that have generated them already pass them)
+            initial = self.random_weights.initial_scores(self.score_name, self.shape)
+        if not self.num_frozen:
+            return scores_for_mask(initial, mask)
+        free, _ = self.frozen_layout()
+        initial[free] = scores_for_mask(initial[free], mask.cpu()[free])
+        return initial
 
     def effective_weight(self) -> torch.Tensor:
         if self._folds_checked[0] and self._folded is not None and not self.training:
@@ -235,7 +348,8 @@ class MaskedWeight(nn.Module):
             return weight  # nothing masked (a fixed embedding)
         if self.training:
             if self.scores.requires_grad and torch.is_grad_enabled():
-                return MaskedWeightProduct.apply(self.scores, weight, self.current_mask())
+                free = self.frozen_layout(self.scores.device)[0] if self.num_frozen else None
+                return MaskedWeightProduct.apply(self.scores, weight, self.current_mask(), free)
             return weight * self.current_mask().to(weight.dtype)
         self._set_fold(self.current_mask())
         return self._folded
@@ -316,9 +430,7 @@ class MaskedWeight(nn.Module):
         """`load_packed_mask` once `packed` is checked and unpacked into `mask` (`initial`: the initial scores, if
         the caller has generated them already)."""
         with torch.inference_mode(False), torch.no_grad():
-            if initial is None:
-                initial = self.random_weights.initial_scores(self.score_name, self.shape)
-            scores = scores_for_mask(initial, mask)
+            scores = self.scores_selecting(mask, initial)
             if self.scores.device == scores.device and self.scores.dtype == scores.dtype:
                 self.scores.data = scores  # fresh memory already: no second copy (the Parameter object stays)
             else:
@@ -337,19 +449,19 @@ class MaskedWeight(nn.Module):
         to predict a found mask."""
         if initial_scores is None:
             initial_scores = self.random_weights.initial_scores(self.score_name, self.shape)
-        return topk_mask(initial_scores.abs(), self.num_kept)
+        return self.mask_from_scores(initial_scores)
 
     @torch.no_grad()
     def coded_mask(self) -> torch.Tensor:
         """The current mask coded against `initial_mask()` (what an `"initial_xor_lzma"` checkpoint stores)."""
         self.sync_packed_mask()
-        return encode_mask(self.mask, pack_mask(self.initial_mask()))
+        return encode_mask(self.mask, self.pack_stored(self.initial_mask()))
 
     @torch.no_grad()
     def load_coded_mask(self, coded: torch.Tensor, prefix: str = "") -> None:
         """`load_packed_mask` for a mask coded by `coded_mask` (the initial scores generated once, for both)."""
         initial = self.random_weights.initial_scores(self.score_name, self.shape)
-        packed = decode_mask(coded, pack_mask(self.initial_mask(initial)), f"`{prefix}mask_coded`")
+        packed = decode_mask(coded, self.pack_stored(self.initial_mask(initial)), f"`{prefix}mask_coded`")
         self._adopt_mask(packed, self._check_packed(packed, prefix), initial)
 
     # ---- mask sets (driven by `mask_sets.MaskSetsMixin`, which validates every module before changing any) ----
@@ -409,13 +521,14 @@ class MaskedWeight(nn.Module):
     def _check_packed(self, packed: torch.Tensor, prefix: str) -> torch.Tensor:
         """The boolean mask a packed tensor holds, if it is a valid mask for this weight; else a clear error."""
         where = f"`{prefix}mask`" if prefix else f"the mask of `{self.score_name}`"
-        if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() != packed_size(self.shape):
+        if packed.dtype != torch.uint8 or packed.dim() != 1 or packed.numel() != self.stored_size:
+            bits = f"the {self.num_free} free positions of a" if self.num_frozen else "a"
             raise ValueError(
-                f"{where} must be a 1-D uint8 tensor of {packed_size(self.shape)} bytes (packed bits of a "
+                f"{where} must be a 1-D uint8 tensor of {self.stored_size} bytes (packed bits of {bits} "
                 f"{list(self.shape)} weight), got {packed.dtype} of shape {list(packed.shape)}. The checkpoint is "
                 "corrupted or was saved for another configuration; re-save or re-download it."
             )
-        mask = unpack_mask(packed, self.shape)
+        mask = self.unpack_stored(packed)
         kept = int(np.count_nonzero(mask.numpy()))  # numpy: no thread-pool start for a one-off count
         if kept != self.num_kept:
             raise ValueError(
@@ -429,7 +542,7 @@ class MaskedWeight(nn.Module):
     def verify_scores_match_mask(self, prefix: str = "") -> None:
         """Check that loaded scores select exactly the loaded packed mask (training checkpoints keep both)."""
         self._check_packed(self.mask, prefix)
-        if not torch.equal(pack_mask(self.current_mask()), self.mask.cpu()):
+        if not torch.equal(self.pack_stored(self.current_mask()), self.mask.cpu()):
             raise ValueError(
                 f"`{prefix}scores` and `{prefix}mask` disagree: the checkpoint was modified after saving. "
                 "Re-save or re-download it."
@@ -447,7 +560,7 @@ class MaskedWeight(nn.Module):
                     "and a checkpoint of them could not be loaded. Training diverged (lower the learning rate, or "
                     "resume from an earlier checkpoint); nothing was saved from them."
                 )
-            self.mask.copy_(pack_mask(self.current_mask()).to(self.mask.device))
+            self.mask.copy_(self.pack_stored(self.current_mask()).to(self.mask.device))
 
     def _load_from_state_dict(
         self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs
@@ -478,7 +591,8 @@ class MaskedWeight(nn.Module):
         return f"{type(self).__name__}({self.extra_repr()})"
 
     def extra_repr(self) -> str:
-        return f"weight={self.weight_name!r}, shape={list(self.shape)}, kept={self.num_kept}"
+        frozen = f", frozen={self.num_frozen} ({self.num_frozen_kept} kept)" if self.num_frozen else ""
+        return f"weight={self.weight_name!r}, shape={list(self.shape)}, kept={self.num_kept}{frozen}"
 
 
 def _tensor_key(tensor: torch.Tensor) -> tuple[int, int]:

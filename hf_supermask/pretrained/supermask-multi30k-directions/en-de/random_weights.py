@@ -181,6 +181,26 @@ def generate_initial_scores(seed: int, name: str, shape: tuple[int, int], score_
     return torch.from_numpy(values.astype(np.float32, copy=False).reshape(shape))
 
 
+def generate_frozen_positions(seed: int, name: str, count: int, frozen: int, frozen_kept: int):
+    """The frozen positions of the masked tensor `name` (of `count` entries): `(free, kept)`, two boolean arrays of
+    `count` entries, `free` False at the `frozen` frozen positions, `kept` True at the `frozen_kept` of them that are
+    kept. Deterministic bit for bit (integer operations on the raw stream only).
+
+    Each position draws a 24-bit integer from its own stream (key `frozen/{name}`); positions are ranked by that
+    integer, ties by index (one unique int64 key each, so the sets below are the same whatever the selection
+    algorithm): the `frozen` lowest are frozen, and the `frozen_kept` lowest of those are kept."""
+    free = np.ones(count, dtype=bool)
+    kept = np.zeros(count, dtype=bool)
+    if frozen == 0:
+        return free, kept
+    keys = (_uniform_integers(seed, f"frozen/{name}", count).astype(np.int64) << 32) | np.arange(count, dtype=np.int64)
+    frozen_at = np.argpartition(keys, frozen - 1)[:frozen]
+    free[frozen_at] = False
+    if frozen_kept:
+        kept[frozen_at[np.argpartition(keys[frozen_at], frozen_kept - 1)[:frozen_kept]]] = True
+    return free, kept
+
+
 def update_fingerprint(digest, name: str, tensor: torch.Tensor) -> None:
     """Add one tensor to a `fingerprint` digest: its name, shape and little-endian float32 bytes."""
     array = tensor.detach().to("cpu", torch.float32).contiguous().numpy().astype("<f4", copy=False)

@@ -26,6 +26,7 @@ import shutil
 from pathlib import Path
 
 import torch
+from transformers.configuration_utils import PreTrainedConfig
 from transformers.utils import logging
 
 from .configuration_supermask import FORWARD_FIELDS, TRANSLATION_CUSTOM_PIPELINES, TRANSLATION_PIPELINE_FILE
@@ -224,6 +225,19 @@ def _validate_generation_config(source, config, kwargs: dict) -> None:
             )
 
 
+def _check_forward_config(config, source) -> None:
+    """Refuse a config whose forward fields are not the ones its `forward_config_sha256` records (if it records one)."""
+    if config.forward_config_sha256 is not None:
+        actual = config.forward_config_fingerprint()
+        if actual != config.forward_config_sha256:
+            raise ValueError(
+                f"The forward settings in the config.json at {source} are not the ones the checkpoint was saved "
+                f"with: their sha256 is {actual}, the checkpoint records {config.forward_config_sha256} "
+                f"(forward_config_sha256 over {', '.join(FORWARD_FIELDS)}). One of them was edited, and the model "
+                "would compute differently: restore the checkpoint's config.json (re-download it)."
+            )
+
+
 class SupermaskCheckpointMixin:
     """Checkpoint I/O shared by [`SupermaskModel`] and [`SupermaskForConditionalGeneration`]: save the config (with
     its fingerprints), the generation config, the packed masks and the remote code; load by regenerating the random
@@ -419,6 +433,12 @@ class SupermaskCheckpointMixin:
         if from_files:
             _check_source(source)
             files = _validate_checkpoint_files(source, kwargs)
+            # Before transformers loads the masks: an edited `frozen_fraction` changes their sizes, and its
+            # size-mismatch error would hide the edit, which is what to report. (The Auto classes pass the config.)
+            config = kwargs.get("config")
+            if not isinstance(config, PreTrainedConfig):
+                config = cls.config_class.from_pretrained(config or source, **_hub_kwargs(kwargs))
+            _check_forward_config(config, source)
         token = LOADING_MASKS.set(True)
         try:
             model, loading_info = super().from_pretrained(source, *model_args, output_loading_info=True, **kwargs)
@@ -446,15 +466,7 @@ class SupermaskCheckpointMixin:
         every mask key its files hold (`None` when it was not loaded from files)."""
         config = self.config
         # First: an edited shape shows up below as missing or mis-sized masks, but the edit is what to report.
-        if config.forward_config_sha256 is not None:
-            actual = config.forward_config_fingerprint()
-            if actual != config.forward_config_sha256:
-                raise ValueError(
-                    f"The forward settings in the config.json at {source} are not the ones the checkpoint was saved "
-                    f"with: their sha256 is {actual}, the checkpoint records {config.forward_config_sha256} "
-                    f"(forward_config_sha256 over {', '.join(FORWARD_FIELDS)}). One of them was edited, and the model "
-                    "would compute differently: restore the checkpoint's config.json (re-download it)."
-                )
+        _check_forward_config(config, source)
         missing = sorted(k for k in loading_info.get("missing_keys", ()) if k.endswith(".mask"))
         coded_by_module = {}
         if mask_keys is not None:  # from files: every masked tensor has a packed or a coded mask there

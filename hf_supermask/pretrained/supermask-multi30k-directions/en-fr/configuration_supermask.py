@@ -61,13 +61,18 @@ FORWARD_FIELDS = (
     "embedding_scale",
     "output_scale",
     "density",
+    "frozen_fraction",
     "mask_embedding",
     "share_layers",
     "pad_token_id",
     "decoder_start_token_id",
 )
 # Numbers the JSON file may spell as an int or a float (2 or 2.0): the fingerprint sees one value.
-_FLOAT_FIELDS = ("embedding_scale", "output_scale", "density")
+_FLOAT_FIELDS = ("embedding_scale", "output_scale", "density", "frozen_fraction")
+# Forward fields added after checkpoints were published, with the value that reproduces the older behaviour: the
+# fingerprint leaves such a field out while it holds that value, so that every earlier checkpoint keeps its
+# `forward_config_sha256` (and loads without re-saving); any other value is fingerprinted like every field.
+_LATER_FORWARD_FIELDS = {"frozen_fraction": 0.0}
 
 
 def _translation_task_registered() -> bool:
@@ -145,6 +150,13 @@ class SupermaskConfig(PreTrainedConfig):
         density (`float`, *optional*, defaults to 0.5):
             Fraction of each weight tensor's entries KEPT by its mask, 0 < density <= 1. Every tensor keeps exactly
             round(density * numel) entries.
+        frozen_fraction (`float`, *optional*, defaults to 0.0):
+            Fraction of each masked tensor's entries whose mask bit is fixed by `seed` and never searched, 0 <= f < 1
+            (Otsuka et al., "Partially frozen random networks contain compact strong lottery tickets"). Of the
+            round(frozen_fraction * numel) frozen positions of a tensor, round(density * frozen) are kept and the rest
+            pruned, so the tensor's density is unchanged; the free positions keep the remaining entries by top-|score|.
+            Only the free positions' bits are trained and stored: a checkpoint costs about (1 - frozen_fraction) bits
+            per maskable weight. 0 searches every position.
         weight_init (`str`, *optional*, defaults to `"signed_constant"`):
             Distribution of the random weights, for every masked tensor (attention, feed-forward and embedding):
             `"kaiming_uniform"` U(+-sqrt(6/fan_in)), `"kaiming_normal"` N(0, 2/fan_in) (Irwin-Hall, see
@@ -200,8 +212,10 @@ class SupermaskConfig(PreTrainedConfig):
             store packed masks.
         forward_config_sha256 (`str`, *optional*):
             sha256 of the config fields that act in the forward pass (`FORWARD_FIELDS`: shape, heads, layers,
-            activation, embedding and output scales, density, special ids), written by `save_pretrained` and checked
-            by every load path, so that an edited config.json is refused rather than loaded as another model.
+            activation, embedding and output scales, density, frozen fraction, special ids), written by
+            `save_pretrained` and checked by every load path, so that an edited config.json is refused rather than
+            loaded as another model. A field added later is left out while it holds the value that reproduces the
+            earlier behaviour (`frozen_fraction` 0), so that earlier checkpoints keep their fingerprint.
         tokenizer_sha256 (`str`, *optional*):
             sha256 of the tokenizer the masks were found with (its `tokenizer.json`, canonical JSON without the
             runtime `truncation` / `padding` state), recorded by the training script (`record_tokenizer`). A
@@ -257,6 +271,7 @@ class SupermaskConfig(PreTrainedConfig):
 
     seed: int = 0
     density: float | int = 0.5
+    frozen_fraction: float | int = 0.0
     weight_init: str = "signed_constant"
     scale_fan: bool = False
     attention_init: str = "fairseq"
@@ -310,8 +325,14 @@ class SupermaskConfig(PreTrainedConfig):
         return values
 
     def forward_config_fingerprint(self) -> str:
-        """sha256 of `forward_config()` (what `forward_config_sha256` records)."""
-        text = json.dumps(self.forward_config(), sort_keys=True, separators=(",", ":"))
+        """sha256 of `forward_config()` (what `forward_config_sha256` records), without the later fields that hold
+        their earlier behaviour's value (`_LATER_FORWARD_FIELDS`)."""
+        values = {
+            name: value
+            for name, value in self.forward_config().items()
+            if name not in _LATER_FORWARD_FIELDS or value != _LATER_FORWARD_FIELDS[name]
+        }
+        text = json.dumps(values, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()
 
     def check_supermask_fields(self):
@@ -337,6 +358,11 @@ class SupermaskConfig(PreTrainedConfig):
         if isinstance(self.density, bool) or not 0.0 < self.density <= 1.0:
             raise ValueError(
                 f"`density` is the fraction of weights KEPT and must satisfy 0 < density <= 1, got {self.density}."
+            )
+        if isinstance(self.frozen_fraction, bool) or not 0.0 <= self.frozen_fraction < 1.0:
+            raise ValueError(
+                "`frozen_fraction` is the fraction of each tensor's mask fixed by the seed and must satisfy 0 <= "
+                f"frozen_fraction < 1 (0: every position is searched), got {self.frozen_fraction}."
             )
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"`weight_init` must be one of {list(WEIGHT_INITS)}, got {self.weight_init!r}.")
