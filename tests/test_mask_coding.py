@@ -204,3 +204,29 @@ def test_resave_updates_the_cards_checkpoint_format(tmp_path):
         )
     )
     assert f"({bits:.3f} bits per" in card
+
+
+def test_partially_frozen_masks_code_their_free_bits(tmp_path):
+    """With `frozen_fraction`, only the free positions are stored; coded, they are coded against the free positions'
+    initial selection, and load back to the same masks."""
+    model = SupermaskForConditionalGeneration(tiny_config(frozen_fraction=0.5)).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for module in model.masked_modules.values():
+            redraw = torch.rand(module.shape, generator=generator) < 0.1
+            module.scores[redraw] = torch.randn(module.shape, generator=generator)[redraw]
+    model.save_pretrained(tmp_path / "packed")
+    model.config.mask_encoding = "initial_xor_lzma"
+    model.save_pretrained(tmp_path / "coded")
+    sizes = {
+        name: sum(t.numel() for t in load_file(tmp_path / name / "model.safetensors").values())
+        for name in ("packed", "coded")
+    }
+    assert sizes["coded"] < sizes["packed"]
+    loaded = SupermaskForConditionalGeneration.from_pretrained(tmp_path / "coded").eval()
+    assert loaded.masks_fingerprint() == model.masks_fingerprint()
+    assert all(
+        torch.equal(a.current_mask(), b.current_mask())
+        for a, b in zip(model.masked_modules.values(), loaded.masked_modules.values())
+    )
+    assert torch.equal(_outputs(loaded)[1], _outputs(model)[1])
