@@ -10,6 +10,19 @@ from typing import Any
 from hf_supermask.deploy import CTranslate2Translator
 
 
+def saved_decoding(model_dir) -> dict[str, Any]:
+    """The decoding settings a model folder saved (`generation_config.json`), as both backends take them; the number
+    of beams is the caller's."""
+    from transformers import GenerationConfig
+
+    saved = GenerationConfig.from_pretrained(model_dir)
+    return {
+        "no_repeat_ngram_size": saved.no_repeat_ngram_size or 0,
+        "length_penalty": saved.length_penalty or 1.0,
+        "max_new_tokens": min(saved.max_length or 64, 64),
+    }
+
+
 def benchmark_backends(
     model_dir: str | os.PathLike,
     work_dir: str | os.PathLike,
@@ -27,7 +40,7 @@ def benchmark_backends(
     import time
 
     import torch
-    from transformers import GenerationConfig, pipeline
+    from transformers import pipeline
 
     import hf_supermask  # noqa: F401
     from hf_supermask.data import load_translation_dataset
@@ -40,12 +53,7 @@ def benchmark_backends(
         pairs = pairs.select(range(min(num_sentences, len(pairs))))
     sources = [p["translation"]["en"] for p in pairs]
     references = [p["translation"]["de"] for p in pairs]
-    saved = GenerationConfig.from_pretrained(model_dir)
-    settings = {
-        "no_repeat_ngram_size": saved.no_repeat_ngram_size or 0,
-        "length_penalty": saved.length_penalty or 1.0,
-        "max_new_tokens": min(saved.max_length or 64, 64),
-    }
+    settings = saved_decoding(model_dir)
     backends = {"pytorch": pipeline("translation", model=str(model_dir), device="cpu")}
     for quantization in ("float32", "int8"):
         folder = export_ctranslate2_folder(model_dir, f"{work_dir}/ct2-{quantization}", quantization, overwrite=True)

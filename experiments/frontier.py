@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from experiments.benchmark_deploy import saved_decoding
 from experiments.measure import git_commit, machine_info
 
 
@@ -32,13 +33,7 @@ def _test_set(data_dir: str | None, source_lang: str, target_lang: str) -> tuple
 def _decoding(model_dir: Path) -> dict[str, Any]:
     from transformers import GenerationConfig
 
-    saved = GenerationConfig.from_pretrained(model_dir)
-    return {
-        "num_beams": saved.num_beams or 5,
-        "no_repeat_ngram_size": saved.no_repeat_ngram_size or 0,
-        "length_penalty": saved.length_penalty or 1.0,
-        "max_new_tokens": min(saved.max_length or 64, 64),
-    }
+    return {"num_beams": GenerationConfig.from_pretrained(model_dir).num_beams or 5, **saved_decoding(model_dir)}
 
 
 def measure_dense_references(

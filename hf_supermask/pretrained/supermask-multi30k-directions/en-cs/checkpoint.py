@@ -116,9 +116,10 @@ def _check_source(source) -> None:
             ) from None
 
 
-def _validate_checkpoint_files(source, kwargs: dict) -> list[str]:
+def _validate_checkpoint_files(source, kwargs: dict) -> dict[str, str] | None:
     """Refuse, before loading, a checkpoint whose files are missing, truncated or pickled, or whose masks are not
-    uint8; return its safetensors files."""
+    uint8; return where its masks are, `{key: file}` for every packed (`.mask`) and coded key of its safetensors files
+    (`None` when it has no safetensors file)."""
     from safetensors import SafetensorError, safe_open
     from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME, WEIGHTS_INDEX_NAME, WEIGHTS_NAME
 
@@ -149,7 +150,8 @@ def _validate_checkpoint_files(source, kwargs: dict) -> list[str]:
                 "safetensors only, and this library never unpickles a weights file. Re-save the model with "
                 "`save_pretrained` (which writes model.safetensors)."
             )
-        return []  # let from_pretrained report the missing weights file in its own words
+        return None  # let from_pretrained report the missing weights file in its own words
+    mask_files = {}
     for file in files:
         try:
             with safe_open(file, framework="pt") as reader:
@@ -165,22 +167,19 @@ def _validate_checkpoint_files(source, kwargs: dict) -> list[str]:
                 f"{dict(list(wrong.items())[:3])}. The file was not written by SupermaskForConditionalGeneration."
                 "save_pretrained; re-save it from a loaded model."
             )
-    return files
+        mask_files.update((key, file) for key in dtypes if key.endswith((".mask", CODED_SUFFIX)))
+    return mask_files
 
 
-def _read_masks(files: list[str]) -> tuple[dict[str, torch.Tensor], set[str]]:
-    """The coded masks of a checkpoint's files (by key), and every mask key the files hold (packed or coded)."""
+def _read_tensors(keys: list[str], mask_files: dict[str, str]) -> dict[str, torch.Tensor]:
+    """The tensors `keys` from the files `mask_files` locates them in, each file opened once."""
     from safetensors import safe_open
 
-    coded, keys = {}, set()
-    for file in files:
+    tensors = {}
+    for file in dict.fromkeys(mask_files[key] for key in keys):
         with safe_open(file, framework="pt") as reader:
-            for key in reader.keys():
-                if key.endswith(CODED_SUFFIX):
-                    coded[key] = reader.get_tensor(key)
-                if key.endswith((".mask", CODED_SUFFIX)):
-                    keys.add(key)
-    return coded, keys
+            tensors.update((key, reader.get_tensor(key)) for key in keys if mask_files[key] == file)
+    return tensors
 
 
 def _validate_generation_config(source, config, kwargs: dict) -> None:
@@ -429,10 +428,10 @@ class SupermaskCheckpointMixin:
         output_loading_info = kwargs.pop("output_loading_info", False)
         source = pretrained_model_name_or_path
         from_files = kwargs.get("state_dict") is None and kwargs.get("gguf_file") is None
-        files = []
+        mask_files = None
         if from_files:
             _check_source(source)
-            files = _validate_checkpoint_files(source, kwargs)
+            mask_files = _validate_checkpoint_files(source, kwargs)
             # Before transformers loads the masks: an edited `frozen_fraction` changes their sizes, and its
             # size-mismatch error would hide the edit, which is what to report. (The Auto classes pass the config.)
             config = kwargs.get("config")
@@ -444,7 +443,7 @@ class SupermaskCheckpointMixin:
             model, loading_info = super().from_pretrained(source, *model_args, output_loading_info=True, **kwargs)
         finally:
             LOADING_MASKS.reset(token)
-        model._adopt_loaded_masks(source, loading_info, *(_read_masks(files) if files else ({}, None)))
+        model._adopt_loaded_masks(source, loading_info, mask_files)
         if from_files:
             _validate_generation_config(source, model.config, kwargs)
             unverified = model._check_tokenizer_file(source, kwargs)
@@ -459,24 +458,22 @@ class SupermaskCheckpointMixin:
         return (model, loading_info) if output_loading_info else model
 
     @torch.no_grad()
-    def _adopt_loaded_masks(
-        self, source, loading_info: dict, coded: dict[str, torch.Tensor], mask_keys: set[str] | None
-    ) -> None:
-        """Verify the identity and adopt the loaded masks. `coded`: the checkpoint's coded masks by key; `mask_keys`:
-        every mask key its files hold (`None` when it was not loaded from files)."""
+    def _adopt_loaded_masks(self, source, loading_info: dict, mask_files: dict[str, str] | None = None) -> None:
+        """Verify the identity and adopt the loaded masks. `mask_files`: where the checkpoint's mask keys are, `{key:
+        file}` (`None` when it was not loaded from files)."""
         config = self.config
         # First: an edited shape shows up below as missing or mis-sized masks, but the edit is what to report.
         _check_forward_config(config, source)
         missing = sorted(k for k in loading_info.get("missing_keys", ()) if k.endswith(".mask"))
-        coded_by_module = {}
-        if mask_keys is not None:  # from files: every masked tensor has a packed or a coded mask there
+        coded_keys = {}  # module name -> its coded mask's key
+        if mask_files is not None:  # from files: every masked tensor has a packed or a coded mask there
             for name in self.masked_modules:
-                key = self._checkpoint_key(name, mask_keys)
+                key = self._checkpoint_key(name, mask_files)
                 if key is None:
                     missing.append(f"{name}.mask")
                 elif key.endswith(CODED_SUFFIX):
-                    coded_by_module[name] = coded[key]
-            if coded_by_module and config.mask_encoding == "packed":
+                    coded_keys[name] = key
+            if coded_keys and config.mask_encoding == "packed":
                 raise ValueError(
                     f"The checkpoint at {source} holds coded masks ({CODED_SUFFIX}) but its config.json says "
                     "mask_encoding='packed': the config was edited or belongs to another file. Restore the "
@@ -514,10 +511,12 @@ class SupermaskCheckpointMixin:
                 "generator): refusing to load them."
             )
 
+        coded = _read_tensors(list(coded_keys.values()), mask_files) if coded_keys else {}
+
         def adopt(item):
             name, module = item
-            if name in coded_by_module:
-                module.load_coded_mask(coded_by_module[name], prefix=f"{name}.")
+            if name in coded_keys:
+                module.load_coded_mask(coded[coded_keys[name]], prefix=f"{name}.")
             elif getattr(module.scores, "_is_hf_initialized", False):
                 # A training checkpoint that kept its scores: they must select exactly the saved mask.
                 module.verify_scores_match_mask(prefix=f"{name}.")
@@ -535,7 +534,7 @@ class SupermaskCheckpointMixin:
                 "corrupted or was replaced. Re-save or re-download the checkpoint."
             )
 
-    def _checkpoint_key(self, name: str, mask_keys: set[str]) -> str | None:
+    def _checkpoint_key(self, name: str, mask_keys) -> str | None:
         """The file key of module `name`'s mask (packed or coded), whichever class saved it: the seq2seq model's keys
         start with "model.", the bare model's do not."""
         prefix = self._masks_name_prefix or "model."
