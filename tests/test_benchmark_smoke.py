@@ -126,3 +126,30 @@ def test_smoke_benchmark_script_with_fresh_processes(tmp_path):
         capture_output=True,
     )
     _check_results(json.loads(output.read_text()), IN_PROCESS_METRICS | PROCESS_METRICS)
+
+
+def test_per_request_translation_calls_eval_before_each_batch():
+    """The per-request path is what a server does: `model.eval()`, then one batch, for every batch; the other path
+    is one call, no `eval()`."""
+    from experiments.benchmark_models import _translate
+
+    class Model:
+        evals = 0
+
+        def eval(self):
+            self.evals += 1
+
+    class Translator:
+        def __init__(self):
+            self.model, self.calls = Model(), []
+
+        def __call__(self, sentences, batch_size, **generate):
+            self.calls.append((list(sentences), self.model.evals))
+
+    sentences = [f"s{i}" for i in range(5)]
+    server = Translator()
+    _translate(server, sentences, 2, {}, eval_per_request=True)
+    assert server.calls == [(["s0", "s1"], 1), (["s2", "s3"], 2), (["s4"], 3)]
+    once = Translator()
+    _translate(once, sentences, 2, {}, eval_per_request=False)
+    assert once.calls == [(sentences, 0)]
