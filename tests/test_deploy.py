@@ -95,3 +95,64 @@ def test_a_dense_marian_checkpoint_exports_to_ctranslate2_as_it_is(checkpoint, t
     with pytest.raises(SystemExit) as exit_info:
         cli(["export-dense", str(dense), str(tmp_path / "again")])
     assert exit_info.value.code == 1 and "nothing to fold" in capsys.readouterr().err
+
+
+def test_a_dense_marian_with_a_learned_start_embedding_converts_exactly(checkpoint, tmp_path, capsys):
+    """A Marian trained with tied embeddings learns a nonzero `<pad>` row (the decoder's start) through the output
+    projection; CTranslate2's stock converter would start from a zero vector instead (opus-mt's convention)."""
+    import torch
+    from transformers import MarianMTModel
+
+    dense = tmp_path / "dense"
+    cli(["export-dense", str(checkpoint), str(dense)])
+    model = MarianMTModel.from_pretrained(dense)
+    with torch.no_grad():
+        pad = model.config.pad_token_id
+        model.get_input_embeddings().weight[pad] = torch.randn(
+            model.config.d_model, generator=torch.Generator().manual_seed(3)
+        )
+    model.save_pretrained(dense)
+    target = tmp_path / "ct2-start"
+    for quantization in (None, "int8"):
+        cli(
+            [
+                "export-ctranslate2",
+                str(dense),
+                str(target),
+                "--overwrite",
+                *(["--quantization", quantization] if quantization else []),
+            ]
+        )
+        capsys.readouterr()
+        cli(["translate", str(dense), *SOURCES, "--num_beams", "1", "--max_new_tokens", "12"])
+        pytorch = capsys.readouterr().out.splitlines()
+        cli(
+            [
+                "translate",
+                str(target),
+                *SOURCES,
+                "--backend",
+                "ctranslate2",
+                "--num_beams",
+                "1",
+                "--max_new_tokens",
+                "11",
+            ]
+        )
+        served = capsys.readouterr().out.splitlines()
+        if quantization is None:
+            assert served == pytorch and any(served)
+        assert "<pad>" not in " ".join(served)
+    # the start row's token is kept in the vocabulary here; a supermask export (zero start row) keeps the stock
+    # converter, which leaves `<pad>` out
+    assert "<pad>" in _vocabulary(target)
+    stock = tmp_path / "ct2-supermask"
+    cli(["export-ctranslate2", str(checkpoint), str(stock)])
+    assert "<pad>" not in _vocabulary(stock)
+
+
+def _vocabulary(folder) -> list[str]:
+    import json
+
+    (path,) = folder.glob("*vocabulary*")
+    return json.loads(path.read_text()) if path.suffix == ".json" else path.read_text().splitlines()
