@@ -277,7 +277,8 @@ class StepTimer(TrainerCallback):
 
 class SupermaskTrainingCallback(TrainerCallback):
     """Adds `elapsed_seconds` and `train_target_tokens` (both counted across resumptions) to every log entry and, at
-    each evaluation, the fraction of mask bits that changed since the previous one (`eval_mask_changed_fraction`),
+    each evaluation, the fraction of searched mask positions that changed since the previous one
+    (`eval_mask_changed_fraction`; frozen positions left out, a coat count counts as one value),
     for the curves of the model card and the study's budgets."""
 
     def __init__(self, loss: TokenLoss | None = None):
@@ -317,10 +318,16 @@ class SupermaskTrainingCallback(TrainerCallback):
 
 
 def _all_mask_bits(model) -> torch.Tensor | None:
+    """Every searched position's mask value (a bit, or a coat count), in one flat tensor: frozen positions are left
+    out, since they cannot change and would understate how much of the search moved."""
     model = getattr(model, "module", model)  # DDP
     if not isinstance(model, SupermaskForConditionalGeneration):
         return None
-    return torch.cat([m.current_mask().reshape(-1).cpu() for _, m in sorted(model.masked_modules.items())])
+    parts = []
+    for _, module in sorted(model.masked_modules.items()):
+        mask = module.current_mask().cpu()
+        parts.append(mask[module.frozen_layout()[0]] if module.num_frozen else mask.reshape(-1))
+    return torch.cat(parts)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -383,3 +383,13 @@ def test_the_remote_code_loads_it(frozen_checkpoint, tiny_tokenizer, tmp_path):
 def test_config_round_trips_through_json():
     config = tiny_config(frozen_fraction=FROZEN)
     assert SupermaskConfig.from_dict(config.to_dict()).frozen_fraction == FROZEN
+
+
+def test_the_training_curves_mask_change_counts_only_searched_positions():
+    """`eval_mask_changed_fraction` is over the free positions: frozen ones cannot change and would dilute it."""
+    from hf_supermask.training import _all_mask_bits
+
+    model = _scrambled(tiny_config(frozen_fraction=FROZEN))
+    values = _all_mask_bits(model)
+    assert values.numel() == sum(m.num_free for m in model.masked_modules.values())
+    assert int(values.sum()) == sum(m.num_kept - m.num_frozen_kept for m in model.masked_modules.values())
