@@ -54,6 +54,20 @@ def test_auto_classes_are_registered():
     assert type(AutoModel.from_config(config)).__name__ == "SupermaskModel"
 
 
+def test_forward_signatures_are_those_of_the_undecorated_forwards():
+    """`generate()` reads `inspect.signature(model.forward)` at every decoding step of an Auto-registered model; the
+    wrapped forwards carry their signature precomputed, and it must be exactly the undecorated function's."""
+    import inspect
+
+    model = SupermaskForConditionalGeneration(tiny_config())
+    for module in (model, model.model, model.model.decoder, model.model.encoder):
+        signature = inspect.signature(module.forward)
+        undecorated = inspect.signature(inspect.unwrap(type(module).forward))
+        assert list(signature.parameters) == list(undecorated.parameters)[1:]  # bound: without `self`
+    assert {"labels", "cache", "past_key_values"} <= set(inspect.signature(model.forward).parameters)
+    assert "__signature__" in vars(type(model).forward)  # not rebuilt from the code object at each call
+
+
 @pytest.mark.parametrize(
     "field, value",
     [
