@@ -1,7 +1,16 @@
 # Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
 """The compression frontier: test BLEU against stored bits per weight (`scripts/frontier.py`).
 
-This module measures the dense model's reference points: the same trained MarianMTModel stored as float32, as float16
+Two commands. `table` measures what each frontier row stores (its mask file as the training script saved it, packed,
+and the same masks re-saved as `initial_xor_lzma`; the rows are study rows run into `benchmarks/frontier/<variant>/`
+with their checkpoints in `outputs/frontier/<variant>/`), records it in the row's JSON (`stored_bits_per_weight`: the
+mask file's bits over the maskable weights) and draws the table and the figure beside the dense reference points:
+
+    python scripts/frontier.py table --results_dir benchmarks/frontier --checkpoints_dir outputs/frontier \
+        --dense_row benchmarks/bleu_study/round3/dense.json \
+        --extra_rows 'plain (round 3)=benchmarks/bleu_study/round3/supermask_signed_constant.json'
+
+`references` measures the dense model's reference points: the same trained MarianMTModel stored as float32, as float16
 (weights rounded to float16 and computed in float32, so the figure is the storage's cost alone) and as CTranslate2
 exports (float32, to separate what the conversion does from what int8 does, and int8), each translating
 test_2016_flickr with the model's saved decoding settings. Bits per weight are the
@@ -15,6 +24,7 @@ them.
 from __future__ import annotations
 
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -119,6 +129,195 @@ def measure_dense_references(
     }
 
 
+FRONTIER_ROW = "supermask_signed_constant"  # every variant is the study's best random-embedding row plus one setting
+
+
+def _maskable_weights(recipe: dict[str, str], vocab_size: int) -> int:
+    """Maskable weights of the row's model (its shape from the recipe), counted on the meta device."""
+    import torch
+
+    from hf_supermask.modeling import SupermaskConfig, SupermaskForConditionalGeneration
+
+    config = SupermaskConfig(vocab_size=vocab_size)
+    config.update_from_string(",".join(f"{k}={v}" for k, v in recipe.items() if hasattr(config, k)))
+    with torch.device("meta"):
+        model = SupermaskForConditionalGeneration(config)
+    return sum(math.prod(m.shape) for m in model.masked_modules.values())
+
+
+def measure_stored_bits(row_json: Path, checkpoint: Path | None) -> dict[str, Any]:
+    """What a finished frontier row stores, written into its JSON: bits per maskable weight of its mask file (packed,
+    as saved) and, with its checkpoint at hand, of the same masks coded (`initial_xor_lzma`, re-saved in a temporary
+    folder: identical masks, checked by `from_pretrained`'s `masks_sha256`)."""
+    import shutil
+
+    from hf_supermask.files import folder_bytes
+    from hf_supermask.resave import resave_checkpoint
+
+    row = json.loads(row_json.read_text())
+    maskable = _maskable_weights(row["recipe"], row.get("vocab_size", 8000))
+    row["maskable_weights"] = maskable
+    row["stored_bits_per_weight"] = 8 * row["checkpoint_weights_bytes"] / maskable
+    if checkpoint is not None and (checkpoint / "config.json").exists():
+        with tempfile.TemporaryDirectory() as work:
+            copy = Path(work) / "coded"
+            shutil.copytree(checkpoint, copy, ignore=shutil.ignore_patterns("checkpoint-*", "runs"))
+            resave_checkpoint(copy, mask_encoding="initial_xor_lzma")
+            row["coded_weights_bytes"] = folder_bytes(copy, "*.safetensors")
+            row["coded_folder_bytes"] = folder_bytes(copy)
+        row["stored_bits_per_weight_coded"] = 8 * row["coded_weights_bytes"] / maskable
+    row_json.write_text(json.dumps(row, indent=2) + "\n")
+    return row
+
+
+def _variant(recipe: dict[str, str]) -> str:
+    if float(recipe.get("frozen_fraction", 0)):
+        return f"frozen {float(recipe['frozen_fraction']):g}"
+    if int(recipe.get("coats", 1)) > 1:
+        return f"{recipe['coats']} coats (ratio {float(recipe.get('coat_density_ratio', 0.5)):g})"
+    return "plain"
+
+
+def frontier_points(
+    results_dir: Path, checkpoints_dir: Path | None, extra_rows: dict[str, Path], log=print
+) -> list[dict[str, Any]]:
+    """One point per (row, encoding): the rows under `results_dir/<variant>/` and `extra_rows` (label -> row JSON)."""
+    rows = {}
+    for row_json in sorted(results_dir.glob(f"*/{FRONTIER_ROW}.json")):
+        checkpoint = None if checkpoints_dir is None else checkpoints_dir / row_json.parent.name / FRONTIER_ROW
+        if "stored_bits_per_weight" not in json.loads(row_json.read_text()):
+            log(f"measuring what {row_json.parent.name} stores")
+            measure_stored_bits(row_json, checkpoint)
+        rows[row_json.parent.name] = json.loads(row_json.read_text())
+    for label, row_json in extra_rows.items():
+        row = json.loads(Path(row_json).read_text())
+        row["maskable_weights"] = _maskable_weights(row["recipe"], row.get("vocab_size", 8000))
+        row["stored_bits_per_weight"] = 8 * row["checkpoint_weights_bytes"] / row["maskable_weights"]
+        rows[label] = row
+    points = []
+    for label, row in rows.items():
+        common = {"label": label, "variant": _variant(row["recipe"]), "test_bleu": row["test_bleu"], "row": row}
+        points.append(
+            {
+                **common,
+                "encoding": "packed",
+                "bits": row["stored_bits_per_weight"],
+                "weights_bytes": row["checkpoint_weights_bytes"],
+                "folder_bytes": row["checkpoint_folder_bytes"],
+            }
+        )
+        if "stored_bits_per_weight_coded" in row:
+            points.append(
+                {
+                    **common,
+                    "encoding": "initial_xor_lzma",
+                    "bits": row["stored_bits_per_weight_coded"],
+                    "weights_bytes": row["coded_weights_bytes"],
+                    "folder_bytes": row["coded_folder_bytes"],
+                }
+            )
+    return sorted(points, key=lambda p: p["bits"])
+
+
+def format_frontier(points: list[dict[str, Any]], dense: dict[str, Any], references: dict[str, Any] | None) -> str:
+    dense_bleu = dense["test_bleu"]
+    lines = [
+        f"| model | stored as | bits per maskable weight | test BLEU | x dense ({dense_bleu:.2f}) | mask file | "
+        "whole folder |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for p in points:
+        lines.append(
+            f"| {p['variant']} ({p['label']}) | {p['encoding']} | {p['bits']:.3f} | {p['test_bleu']:.2f} | "
+            f"{p['test_bleu'] / dense_bleu:.3f} | {p['weights_bytes']:,} | {p['folder_bytes']:,} |"
+        )
+    if references:
+        reference_bleu = references["rows"][0]["test_bleu"]
+        lines += [
+            "",
+            f"Dense reference points (the round-4 dense model trained to its plateau, float32 test BLEU "
+            f"{reference_bleu:.2f}; bits per parameter):",
+            "",
+            "| model | bits per weight | test BLEU | x its float32 | weights file | whole folder |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for r in references["rows"]:
+            lines.append(
+                f"| {r['row']} | {r['stored_bits_per_weight']:.2f} | {r['test_bleu']:.2f} | "
+                f"{r['test_bleu'] / reference_bleu:.3f} | {r['weights_file_bytes']:,} | {r['folder_bytes']:,} |"
+            )
+    return "\n".join(lines)
+
+
+def plot_frontier(
+    points: list[dict[str, Any]], dense: dict[str, Any], references: dict[str, Any] | None, path: Path
+) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7.5, 4.5))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot(1, 1, 1)
+    markers = {"packed": "o", "initial_xor_lzma": "D"}
+    for variant in sorted({p["variant"] for p in points}):
+        group = [p for p in points if p["variant"] == variant]
+        line = ax.plot([p["bits"] for p in group], [p["test_bleu"] for p in group], "-", alpha=0.4)[0]
+        for p in group:
+            ax.plot(p["bits"], p["test_bleu"], markers[p["encoding"]], color=line.get_color())
+        ax.annotate(
+            variant, (group[0]["bits"], group[0]["test_bleu"]), textcoords="offset points", xytext=(4, -12), fontsize=8
+        )
+    ax.axhline(dense["test_bleu"], color="gray", linestyle="--", linewidth=1)
+    ax.annotate(
+        f"dense float32, same budget ({dense['test_bleu']:.2f})",
+        (0.22, dense["test_bleu"]),
+        textcoords="offset points",
+        xytext=(0, 3),
+        fontsize=8,
+        color="gray",
+    )
+    for r in (references or {}).get("rows", []):
+        ax.plot(r["stored_bits_per_weight"], r["test_bleu"], "s", color="black")
+        ax.annotate(
+            r["row"].replace("dense ", ""),
+            (r["stored_bits_per_weight"], r["test_bleu"]),
+            textcoords="offset points",
+            xytext=(-10, -12),
+            fontsize=7,
+        )
+    ax.set_xscale("log", base=2)
+    ax.set_xlabel("stored bits per maskable weight (log scale; dense: per parameter)")
+    ax.set_ylabel("test BLEU (test_2016_flickr, beam 5)")
+    ax.set_title("Found translators: BLEU against bits (circles packed, diamonds coded, squares dense)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def write_frontier(
+    results_dir: str,
+    checkpoints_dir: str | None,
+    dense_row: str,
+    extra_rows: dict[str, str],
+    references_json: str | None,
+) -> str:
+    results_dir = Path(results_dir)
+    points = frontier_points(results_dir, checkpoints_dir and Path(checkpoints_dir), extra_rows)
+    dense = json.loads(Path(dense_row).read_text())
+    references = json.loads(Path(references_json).read_text()) if references_json else None
+    table = format_frontier(points, dense, references)
+    summary = [
+        {k: v for k, v in p.items() if k != "row"}
+        | {"recipe": p["row"]["recipe"], "git_commit": p["row"]["git_commit"]}
+        for p in points
+    ]
+    (results_dir / "frontier.json").write_text(
+        json.dumps({"dense_row": dense_row, "dense_test_bleu": dense["test_bleu"], "points": summary}, indent=2) + "\n"
+    )
+    plot_frontier(points, dense, references, results_dir / "frontier.png")
+    return table
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -128,10 +327,20 @@ def main(argv: list[str] | None = None) -> None:
     references.add_argument("--dense_dir", required=True, help="a trained MarianMTModel folder (the study's dense row)")
     references.add_argument("--data_dir", help="Multi30k folder (default: ../shared/data/multi30k)")
     references.add_argument("--output_json", required=True)
+    table = commands.add_parser("table", help="measure the rows' stored bits; write frontier.json, .png, the table")
+    table.add_argument("--results_dir", default="benchmarks/frontier", help="one folder of study rows per variant")
+    table.add_argument("--checkpoints_dir", help="the rows' --output_dir parent (for the coded size)")
+    table.add_argument("--dense_row", required=True, help="the dense study row of the same budget (its JSON)")
+    table.add_argument("--extra_rows", default="", help="'label=row.json;...': rows measured elsewhere (packed only)")
+    table.add_argument("--references_json", default="benchmarks/frontier/dense_references.json")
     args = parser.parse_args(argv)
+    if args.command == "table":
+        extra = dict(part.split("=", 1) for part in args.extra_rows.split(";") if part)
+        print(write_frontier(args.results_dir, args.checkpoints_dir, args.dense_row, extra, args.references_json))
+        return
     results = measure_dense_references(args.dense_dir, data_dir=args.data_dir)
     Path(args.output_json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output_json).write_text(json.dumps(results, indent=2) + "\n")
 
 
-__all__ = ["measure_dense_references"]
+__all__ = ["frontier_points", "measure_dense_references", "measure_stored_bits", "write_frontier"]
