@@ -50,8 +50,9 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .binarizers import (
     MaskedWeightProduct,
+    coat_counts,
+    coated_mask,
     frozen_counts,
-    num_kept,
     pack_mask,
     packed_size,
     scores_for_mask,
@@ -98,6 +99,8 @@ class SupermaskRandomWeights(nn.Module):
         self.score_init = config.score_init
         self.density = config.density
         self.frozen_fraction = config.frozen_fraction
+        self.coats = config.coats
+        self.coat_density_ratio = config.coat_density_ratio
         self.scale_fan = config.scale_fan
         self.attention_init = config.attention_init
         self.shapes = dict(shapes)
@@ -211,6 +214,11 @@ class MaskedWeight(nn.Module):
     positions' bits only (`pack_stored` / `unpack_stored`). The scores keep the weight's shape (a frozen position's
     score is simply never used): every shape-keyed path (casts, the fold's checksum, mask sets, optimizers, resuming
     from scores) stays as it is.
+
+    With `config.coats` > 1 (multicoated supermasks, Okoshi et al. 2022), the mask is a uint8 tensor of coat counts:
+    `coat_kept[i]` weights are in coat i + 1, each coat the top-|score| part of the one before, and a weight in c coats
+    counts c times (W * c). The `mask` buffer stores coat 1's bits for every position, then each further coat's bits
+    for the positions of the coat before it (`pack_stored`): 1 + density + density * ratio + ... bits per weight.
     """
 
     def __init__(self, random_weights: SupermaskRandomWeights, weight_name: str, score_name: str, density: float):
@@ -219,7 +227,9 @@ class MaskedWeight(nn.Module):
         self.weight_name = weight_name
         self.score_name = score_name
         self.shape = tuple(shape)
-        self.num_kept = num_kept(math.prod(shape), density)
+        # Weights each coat keeps (one coat: `num_kept`); `num_kept` is the first coat's, the nonzero weights.
+        self.coat_kept = coat_counts(math.prod(shape), density, random_weights.coats, random_weights.coat_density_ratio)
+        self.num_kept = self.coat_kept[0]
         self.num_frozen, self.num_frozen_kept = frozen_counts(math.prod(shape), density, random_weights.frozen_fraction)
         # float32 whatever the default dtype (from_pretrained(dtype=...)): scores select, they are not weights.
         self.scores = nn.Parameter(torch.empty(shape, dtype=torch.float32))
@@ -264,8 +274,11 @@ class MaskedWeight(nn.Module):
     def mask_from_scores(self, scores: torch.Tensor) -> torch.Tensor:
         """The boolean mask (of the weight's shape) that `scores` select: the `num_kept` largest |scores|, or with
         frozen positions, the frozen kept ones plus the `num_kept - num_frozen_kept` largest |scores| among the free
-        positions. `mask_from_scores(random_weights.initial_scores(score_name, shape))` is the seed's initial mask."""
+        positions, or with several coats, the uint8 coat counts of the nested top-|score| selections (`coat_kept`).
+        `mask_from_scores(random_weights.initial_scores(score_name, shape))` is the seed's initial mask."""
         magnitudes = scores.detach().abs()
+        if len(self.coat_kept) > 1:
+            return coated_mask(magnitudes, self.coat_kept)
         if not self.num_frozen:
             return topk_mask(magnitudes, self.num_kept)
         free, kept = self.frozen_layout(magnitudes.device)
@@ -280,8 +293,9 @@ class MaskedWeight(nn.Module):
 
     @property
     def stored_size(self) -> int:
-        """Bytes of the packed `mask` buffer: one bit per free position."""
-        return packed_size((self.num_free,))
+        """Bytes of the packed `mask` buffer: one bit per free position, and with several coats one more bit for each
+        position of every coat but the last (each coat packed on its own)."""
+        return packed_size((self.num_free,)) + sum(packed_size((kept,)) for kept in self.coat_kept[:-1])
 
     def frozen_layout(self, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """(free, kept): boolean tensors of the weight's shape on `device`, False at the frozen positions, True at the
@@ -303,7 +317,14 @@ class MaskedWeight(nn.Module):
     def pack_stored(self, mask: torch.Tensor) -> torch.Tensor:
         """A boolean mask of the weight's shape -> what the `mask` buffer stores (1-D uint8, numpy.packbits layout):
         the bits of the free positions, in row-major order (every bit when nothing is frozen: `pack_mask(mask)`).
-        Refuses a mask that does not hold the frozen positions' values."""
+        Refuses a mask that does not hold the frozen positions' values. With several coats: coat 1's bits, then each
+        further coat's bits over the positions of the coat before it."""
+        if len(self.coat_kept) > 1:
+            counts = mask.detach().to("cpu").reshape(-1)
+            parts = [pack_mask(counts >= 1)]
+            for coat in range(1, len(self.coat_kept)):
+                parts.append(pack_mask(counts[counts >= coat] > coat))
+            return torch.cat(parts)
         if not self.num_frozen:
             return pack_mask(mask)
         free, kept = self.frozen_layout()
@@ -318,7 +339,19 @@ class MaskedWeight(nn.Module):
     @torch.no_grad()
     def unpack_stored(self, packed: torch.Tensor) -> torch.Tensor:
         """Inverse of `pack_stored`: 1-D uint8 -> boolean mask of the weight's shape, the frozen positions filled in
-        (`unpack_mask(packed, shape)` when nothing is frozen)."""
+        (`unpack_mask(packed, shape)` when nothing is frozen), or the uint8 coat counts with several coats. A coat
+        that does not keep `coat_kept` weights leaves the next coat's bits nowhere to go: a ValueError."""
+        if len(self.coat_kept) > 1:
+            numel = math.prod(self.shape)
+            counts = unpack_mask(packed[: packed_size((numel,))], (numel,)).to(torch.uint8)
+            offset = packed_size((numel,))
+            for coat, kept in enumerate(self.coat_kept[:-1], start=1):
+                inside = torch.from_numpy(np.flatnonzero(counts.numpy() >= coat))
+                if inside.numel() != kept:
+                    raise ValueError(f"coat {coat} keeps {inside.numel()} weights, not {kept}")
+                counts[inside] += unpack_mask(packed[offset : offset + packed_size((kept,))], (kept,))
+                offset += packed_size((kept,))
+            return counts.view(self.shape)
         if not self.num_frozen:
             return unpack_mask(packed, self.shape)
         free, kept = self.frozen_layout()
@@ -332,6 +365,15 @@ class MaskedWeight(nn.Module):
         positions; a frozen position keeps its initial score, which selects nothing)."""
         if initial is None:  # (callers that have generated them already pass them)
             initial = self.random_weights.initial_scores(self.score_name, self.shape)
+        if len(self.coat_kept) > 1:
+            # Coat by coat: each rebuild only moves magnitudes within the coat before (values from there, or its own
+            # threshold), so every position of it stays above everything outside it.
+            counts = mask.detach().to("cpu").reshape(-1)
+            scores = scores_for_mask(initial, counts >= 1).reshape(-1)
+            for coat in range(1, len(self.coat_kept)):
+                inside = counts >= coat
+                scores[inside] = scores_for_mask(scores[inside], counts[inside] > coat)
+            return scores.view(self.shape)
         if not self.num_frozen:
             return scores_for_mask(initial, mask)
         free, _ = self.frozen_layout()
@@ -344,7 +386,7 @@ class MaskedWeight(nn.Module):
         if not self.training and self._fold_is_fresh():
             return self._folded
         weight = self.weight
-        if self.num_kept == weight.numel():
+        if self.num_kept == weight.numel() and len(self.coat_kept) == 1:
             return weight  # nothing masked (a fixed embedding)
         if self.training:
             if self.scores.requires_grad and torch.is_grad_enabled():
@@ -367,7 +409,7 @@ class MaskedWeight(nn.Module):
         # Normal tensors even under inference_mode: a later grad-enabled forward may save them for backward.
         with torch.inference_mode(False), torch.no_grad():
             weight = self.weight
-            self._folded = weight * mask.to(weight.device)  # W * bool: W * mask.float() without the float copy
+            self._folded = weight * mask.to(weight.device)  # W * bool (or coat counts): no float copy of the mask
             self._fold_key = self._fold_source()
             self._fold_checksum = _scores_checksum(self.scores)
             self._check_fold_content = False
@@ -528,14 +570,22 @@ class MaskedWeight(nn.Module):
                 f"{list(self.shape)} weight), got {packed.dtype} of shape {list(packed.shape)}. The checkpoint is "
                 "corrupted or was saved for another configuration; re-save or re-download it."
             )
-        mask = self.unpack_stored(packed)
-        kept = int(np.count_nonzero(mask.numpy()))  # numpy: no thread-pool start for a one-off count
+        corrupted = (
+            "The mask file is corrupted or does not belong to this config; re-save or re-download the checkpoint."
+        )
+        try:
+            mask = self.unpack_stored(packed)
+        except ValueError as error:  # a coat of the wrong size
+            raise ValueError(f"{where}: {error} ({self.random_weights.coats} coats). {corrupted}") from None
+        values = mask.numpy()
+        kept = int(np.count_nonzero(values))  # numpy: no thread-pool start for a one-off count
         if kept != self.num_kept:
             raise ValueError(
                 f"{where} keeps {kept} weights but density {self.random_weights.density} keeps exactly "
-                f"{self.num_kept} of {math.prod(self.shape)}. The mask file is corrupted or does not belong to this "
-                "config; re-save or re-download the checkpoint."
+                f"{self.num_kept} of {math.prod(self.shape)}. {corrupted}"
             )
+        if len(self.coat_kept) > 1 and int(np.count_nonzero(values == len(self.coat_kept))) != self.coat_kept[-1]:
+            raise ValueError(f"{where}: its last coat does not keep {self.coat_kept[-1]} weights. {corrupted}")
         return mask
 
     @torch.no_grad()
@@ -592,7 +642,8 @@ class MaskedWeight(nn.Module):
 
     def extra_repr(self) -> str:
         frozen = f", frozen={self.num_frozen} ({self.num_frozen_kept} kept)" if self.num_frozen else ""
-        return f"weight={self.weight_name!r}, shape={list(self.shape)}, kept={self.num_kept}{frozen}"
+        coats = f", coats={list(self.coat_kept)}" if len(self.coat_kept) > 1 else ""
+        return f"weight={self.weight_name!r}, shape={list(self.shape)}, kept={self.num_kept}{frozen}{coats}"
 
 
 def _tensor_key(tensor: torch.Tensor) -> tuple[int, int]:

@@ -34,6 +34,26 @@ def frozen_counts(numel: int, density: float, frozen_fraction: float) -> tuple[i
     return frozen, frozen_kept
 
 
+def coat_counts(numel: int, density: float, coats: int = 1, coat_density_ratio: float = 0.5) -> tuple[int, ...]:
+    """How many weights each of a tensor's `coats` nested masks keeps (multicoated supermasks, Okoshi et al. 2022):
+    the first `num_kept(numel, density)`, each further one `coat_density_ratio` of the previous one's (at least one).
+    """
+    kept = [num_kept(numel, density)]
+    for _ in range(coats - 1):
+        kept.append(num_kept(kept[-1], coat_density_ratio))
+    return tuple(kept)
+
+
+@torch.no_grad()
+def coated_mask(magnitudes: torch.Tensor, kept: tuple[int, ...]) -> torch.Tensor:
+    """uint8 tensor of `magnitudes`' shape: at each entry, how many of the nested top-k selections (`kept`, largest
+    first) hold it. The selections are nested because `topk_mask` breaks ties the same way for every k."""
+    counts = topk_mask(magnitudes, kept[0]).to(torch.uint8)
+    for k in kept[1:]:
+        counts += topk_mask(magnitudes, k)
+    return counts
+
+
 @torch.no_grad()
 def topk_mask(magnitudes: torch.Tensor, k: int) -> torch.Tensor:
     """Boolean mask of `magnitudes`' shape with exactly `k` True entries at the k largest values."""
@@ -67,8 +87,10 @@ def topk_mask(magnitudes: torch.Tensor, k: int) -> torch.Tensor:
 
 
 class MaskedWeightProduct(torch.autograd.Function):
-    """`weight * mask`, with edge-popup's straight-through gradient for the scores: the gradient of the product with
-    respect to the mask, passed through the top-k unchanged, then through `abs` (times sgn(scores)).
+    """`weight * mask` (a boolean mask, or with several coats each weight's number of coats), with edge-popup's
+    straight-through gradient for the scores: the gradient of the product with respect to the mask, passed through the
+    top-k unchanged, then through `abs` (times sgn(scores)). With coats, one gradient per score, not one per coat: the
+    coats are nested selections of the same scores, and Adam would undo a constant factor anyway.
 
     One Function rather than mul, a straight-through step and abs: those would allocate |scores| and a float copy of
     the mask for every tensor at every training forward (twice the size of the model, only to be freed again).

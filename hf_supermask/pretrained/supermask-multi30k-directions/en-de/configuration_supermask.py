@@ -62,17 +62,19 @@ FORWARD_FIELDS = (
     "output_scale",
     "density",
     "frozen_fraction",
+    "coats",
+    "coat_density_ratio",
     "mask_embedding",
     "share_layers",
     "pad_token_id",
     "decoder_start_token_id",
 )
 # Numbers the JSON file may spell as an int or a float (2 or 2.0): the fingerprint sees one value.
-_FLOAT_FIELDS = ("embedding_scale", "output_scale", "density", "frozen_fraction")
+_FLOAT_FIELDS = ("embedding_scale", "output_scale", "density", "frozen_fraction", "coat_density_ratio")
 # Forward fields added after checkpoints were published, with the value that reproduces the older behaviour: the
 # fingerprint leaves such a field out while it holds that value, so that every earlier checkpoint keeps its
 # `forward_config_sha256` (and loads without re-saving); any other value is fingerprinted like every field.
-_LATER_FORWARD_FIELDS = {"frozen_fraction": 0.0}
+_LATER_FORWARD_FIELDS = {"frozen_fraction": 0.0, "coats": 1, "coat_density_ratio": 0.5}
 
 
 def _translation_task_registered() -> bool:
@@ -157,6 +159,15 @@ class SupermaskConfig(PreTrainedConfig):
             pruned, so the tensor's density is unchanged; the free positions keep the remaining entries by top-|score|.
             Only the free positions' bits are trained and stored: a checkpoint costs about (1 - frozen_fraction) bits
             per maskable weight. 0 searches every position.
+        coats (`int`, *optional*, defaults to 1):
+            Number of nested masks per tensor (multicoated supermasks, Okoshi et al., "Multicoated Supermasks Enhance
+            Hidden Networks", ICML 2022). The first coat keeps `density` of the weights by top-|score|, each further
+            coat `coat_density_ratio` of the previous coat's weights, again by top-|score|; a weight in c coats counts
+            c times (an integer multiple of its random value, e.g. of a signed constant). All coats follow the same
+            scores. A checkpoint stores 1 + density * (1 + ratio + ...) bits per maskable weight (1.5 for two coats
+            at density 0.5). 1 is the plain binary mask. Not combined with `frozen_fraction`.
+        coat_density_ratio (`float`, *optional*, defaults to 0.5):
+            Fraction of a coat's kept weights that the next coat keeps, 0 < ratio < 1 (used when `coats` > 1).
         weight_init (`str`, *optional*, defaults to `"signed_constant"`):
             Distribution of the random weights, for every masked tensor (attention, feed-forward and embedding):
             `"kaiming_uniform"` U(+-sqrt(6/fan_in)), `"kaiming_normal"` N(0, 2/fan_in) (Irwin-Hall, see
@@ -212,10 +223,11 @@ class SupermaskConfig(PreTrainedConfig):
             store packed masks.
         forward_config_sha256 (`str`, *optional*):
             sha256 of the config fields that act in the forward pass (`FORWARD_FIELDS`: shape, heads, layers,
-            activation, embedding and output scales, density, frozen fraction, special ids), written by
+            activation, embedding and output scales, density, frozen fraction, coats, special ids), written by
             `save_pretrained` and checked by every load path, so that an edited config.json is refused rather than
             loaded as another model. A field added later is left out while it holds the value that reproduces the
-            earlier behaviour (`frozen_fraction` 0), so that earlier checkpoints keep their fingerprint.
+            earlier behaviour (`frozen_fraction` 0, `coats` 1, `coat_density_ratio` 0.5), so that earlier checkpoints
+            keep their fingerprint.
         tokenizer_sha256 (`str`, *optional*):
             sha256 of the tokenizer the masks were found with (its `tokenizer.json`, canonical JSON without the
             runtime `truncation` / `padding` state), recorded by the training script (`record_tokenizer`). A
@@ -272,6 +284,8 @@ class SupermaskConfig(PreTrainedConfig):
     seed: int = 0
     density: float | int = 0.5
     frozen_fraction: float | int = 0.0
+    coats: int = 1
+    coat_density_ratio: float | int = 0.5
     weight_init: str = "signed_constant"
     scale_fan: bool = False
     attention_init: str = "fairseq"
@@ -363,6 +377,21 @@ class SupermaskConfig(PreTrainedConfig):
             raise ValueError(
                 "`frozen_fraction` is the fraction of each tensor's mask fixed by the seed and must satisfy 0 <= "
                 f"frozen_fraction < 1 (0: every position is searched), got {self.frozen_fraction}."
+            )
+        if isinstance(self.coats, bool) or not isinstance(self.coats, int) or not 1 <= self.coats <= 255:
+            raise ValueError(
+                f"`coats` is the number of nested masks per tensor and must be an integer in [1, 255] (1: a plain "
+                f"binary mask), got {self.coats!r}."
+            )
+        if isinstance(self.coat_density_ratio, bool) or not 0.0 < self.coat_density_ratio < 1.0:
+            raise ValueError(
+                "`coat_density_ratio` is the fraction of a coat's kept weights that the next coat keeps and must "
+                f"satisfy 0 < coat_density_ratio < 1, got {self.coat_density_ratio}."
+            )
+        if self.coats > 1 and self.frozen_fraction:
+            raise ValueError(
+                f"`coats` {self.coats} and `frozen_fraction` {self.frozen_fraction} cannot be combined: frozen "
+                "positions are stored for one coat only. Set `frozen_fraction=0` for a multicoated mask, or `coats=1`."
             )
         if self.weight_init not in WEIGHT_INITS:
             raise ValueError(f"`weight_init` must be one of {list(WEIGHT_INITS)}, got {self.weight_init!r}.")
