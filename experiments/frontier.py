@@ -133,15 +133,12 @@ FRONTIER_ROW = "supermask_signed_constant"  # every variant is the study's best 
 
 
 def _maskable_weights(recipe: dict[str, str], vocab_size: int) -> int:
-    """Maskable weights of the row's model (its shape from the recipe), counted on the meta device."""
-    import torch
-
+    """Maskable weights of the row's model (its shape from the recipe)."""
     from hf_supermask.modeling import SupermaskConfig, SupermaskForConditionalGeneration
 
     config = SupermaskConfig(vocab_size=vocab_size)
     config.update_from_string(",".join(f"{k}={v}" for k, v in recipe.items() if hasattr(config, k)))
-    with torch.device("meta"):
-        model = SupermaskForConditionalGeneration(config)
+    model = SupermaskForConditionalGeneration(config)
     return sum(math.prod(m.shape) for m in model.masked_modules.values())
 
 
@@ -222,13 +219,13 @@ def frontier_points(
 def format_frontier(points: list[dict[str, Any]], dense: dict[str, Any], references: dict[str, Any] | None) -> str:
     dense_bleu = dense["test_bleu"]
     lines = [
-        f"| model | stored as | bits per maskable weight | test BLEU | x dense ({dense_bleu:.2f}) | mask file | "
+        f"| masks | row | stored as | bits per maskable weight | test BLEU | x dense ({dense_bleu:.2f}) | mask file | "
         "whole folder |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|---:|",
     ]
     for p in points:
         lines.append(
-            f"| {p['variant']} ({p['label']}) | {p['encoding']} | {p['bits']:.3f} | {p['test_bleu']:.2f} | "
+            f"| {p['variant']} | {p['label']} | {p['encoding']} | {p['bits']:.3f} | {p['test_bleu']:.2f} | "
             f"{p['test_bleu'] / dense_bleu:.3f} | {p['weights_bytes']:,} | {p['folder_bytes']:,} |"
         )
     if references:
