@@ -129,15 +129,20 @@ def measure_dense_references(
     }
 
 
-FRONTIER_ROW = "supermask_signed_constant"  # every variant is the study's best random-embedding row plus one setting
+def _maskable_weights(row: dict[str, Any], checkpoint: Path | None = None) -> int:
+    """Maskable weights of a row's model: from its checkpoint's config, else from its recipe and the vocabulary size
+    its command names."""
+    import shlex
 
-
-def _maskable_weights(recipe: dict[str, str], vocab_size: int) -> int:
-    """Maskable weights of the row's model (its shape from the recipe)."""
     from hf_supermask.modeling import SupermaskConfig, SupermaskForConditionalGeneration
 
-    config = SupermaskConfig(vocab_size=vocab_size)
-    config.update_from_string(",".join(f"{k}={v}" for k, v in recipe.items() if hasattr(config, k)))
+    if checkpoint is not None and (checkpoint / "config.json").exists():
+        config = SupermaskConfig.from_pretrained(checkpoint)
+    else:
+        command = shlex.split(row.get("command", ""))
+        vocab_size = int(command[command.index("--vocab_size") + 1]) if "--vocab_size" in command else 8000
+        config = SupermaskConfig(vocab_size=vocab_size)
+        config.update_from_string(",".join(f"{k}={v}" for k, v in row["recipe"].items() if hasattr(config, k)))
     model = SupermaskForConditionalGeneration(config)
     return sum(math.prod(m.shape) for m in model.masked_modules.values())
 
@@ -152,7 +157,7 @@ def measure_stored_bits(row_json: Path, checkpoint: Path | None) -> dict[str, An
     from hf_supermask.resave import resave_checkpoint
 
     row = json.loads(row_json.read_text())
-    maskable = _maskable_weights(row["recipe"], row.get("vocab_size", 8000))
+    maskable = _maskable_weights(row, checkpoint)
     row["maskable_weights"] = maskable
     row["stored_bits_per_weight"] = 8 * row["checkpoint_weights_bytes"] / maskable
     if checkpoint is not None and (checkpoint / "config.json").exists():
@@ -180,17 +185,22 @@ def _variant(recipe: dict[str, str]) -> str:
 def frontier_points(
     results_dir: Path, checkpoints_dir: Path | None, extra_rows: dict[str, Path], log=print
 ) -> list[dict[str, Any]]:
-    """One point per (row, encoding): the rows under `results_dir/<variant>/` and `extra_rows` (label -> row JSON)."""
+    """One point per (row, encoding): the supermask rows under `results_dir/<variant>/` (each the study's best
+    random-embedding row plus one setting; checkpoints in `checkpoints_dir/<variant>/<row>`) and `extra_rows` (label ->
+    row JSON)."""
     rows = {}
-    for row_json in sorted(results_dir.glob(f"*/{FRONTIER_ROW}.json")):
-        checkpoint = None if checkpoints_dir is None else checkpoints_dir / row_json.parent.name / FRONTIER_ROW
-        if "stored_bits_per_weight" not in json.loads(row_json.read_text()):
+    for row_json in sorted(results_dir.glob("*/*.json")):
+        recorded = json.loads(row_json.read_text())
+        if recorded.get("model_type") != "supermask":
+            continue  # a dense row (the reference) or no study row
+        checkpoint = None if checkpoints_dir is None else checkpoints_dir / row_json.parent.name / recorded["row"]
+        if "stored_bits_per_weight" not in recorded:
             log(f"measuring what {row_json.parent.name} stores")
             measure_stored_bits(row_json, checkpoint)
         rows[row_json.parent.name] = json.loads(row_json.read_text())
     for label, row_json in extra_rows.items():
         row = json.loads(Path(row_json).read_text())
-        row["maskable_weights"] = _maskable_weights(row["recipe"], row.get("vocab_size", 8000))
+        row["maskable_weights"] = _maskable_weights(row)
         row["stored_bits_per_weight"] = 8 * row["checkpoint_weights_bytes"] / row["maskable_weights"]
         rows[label] = row
     points = []

@@ -199,3 +199,41 @@ def test_lever_probes_and_resume_inside_a_row(tmp_path):
         study_module._run_probe = real_probe
     assert set(json.loads(target.read_text())) == {"baseline", "logits_x4", "smoothing", "rate", "other_process"}
     assert "| supermask | other_process | dropout=0 |" in table
+
+
+def test_frontier_table_measures_what_each_row_stores(tmp_path):
+    """A two-coat row through the study's smoke mode, then `scripts/frontier.py table`: the row's JSON gains its stored
+    bits (packed as saved, and coded after re-saving), and the table and figure are written."""
+    from experiments.frontier import main as frontier_main
+
+    variant = tmp_path / "results" / "coats_2"
+    flags = ["--smoke", "true", "--data_dir", str(DATA_DIR), "--rows", "dense,supermask", "--recipe", "coats=2"]
+    main([*flags, "--output_dir", str(tmp_path / "out" / "coats_2"), "--results_dir", str(variant)])
+    frontier_main(
+        [
+            "table",
+            "--results_dir",
+            str(tmp_path / "results"),
+            "--checkpoints_dir",
+            str(tmp_path / "out"),
+            "--dense_row",
+            str(variant / "dense.json"),
+            "--references_json",
+            "",
+        ]
+    )
+    row = json.loads((variant / "supermask.json").read_text())
+    from hf_supermask.modeling import SupermaskForConditionalGeneration
+
+    saved = SupermaskForConditionalGeneration.from_pretrained(tmp_path / "out" / "coats_2" / "supermask")
+    assert row["maskable_weights"] == sum(m.weight.numel() for m in saved.masked_modules.values())
+    assert row["stored_bits_per_weight"] == 8 * row["checkpoint_weights_bytes"] / row["maskable_weights"]
+    # coat 1 over every weight, coat 2 over half of them: 1.5 bits, plus the file's header (large for a tiny model)
+    assert 1.5 < row["stored_bits_per_weight"] < 2.5
+    assert 0 < row["stored_bits_per_weight_coded"] and row["coded_weights_bytes"] > 0
+    points = json.loads((tmp_path / "results" / "frontier.json").read_text())["points"]
+    assert {(p["variant"], p["encoding"]) for p in points} == {
+        ("2 coats (ratio 0.5)", "packed"),
+        ("2 coats (ratio 0.5)", "initial_xor_lzma"),
+    }
+    assert (tmp_path / "results" / "frontier.png").stat().st_size > 0
