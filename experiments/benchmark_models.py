@@ -316,10 +316,11 @@ def measure_translation(args: BenchmarkArguments, folders: dict[str, Path], sent
         for eval_per_request in (False, True):
             seconds: dict[str, list[float]] = {name: [] for name in MODELS}
             for repetition in range(args.repetitions):
-                for name in _alternating(repetition):
-                    start = time.perf_counter()
-                    _translate(translators[name], sentences, args.batch_size, generate, eval_per_request)
-                    seconds[name].append(time.perf_counter() - start)
+                timed = _timed_translation(
+                    translators, sentences, args.batch_size, generate, eval_per_request, repetition
+                )
+                for name in MODELS:
+                    seconds[name].append(timed[name])
             key = f"beam{beams}_eval_per_request" if eval_per_request else f"beam{beams}"
             results[key] = {
                 "seconds": seconds,
@@ -330,19 +331,38 @@ def measure_translation(args: BenchmarkArguments, folders: dict[str, Path], sent
     return results
 
 
-def _translate(translator, sentences: list[str], batch_size: int, generate: dict, eval_per_request: bool) -> None:
-    """Translate `sentences`: in one pipeline call, or as a server does, one request per batch with `model.eval()`
-    before each (a common pattern; on unchanged scores it must cost nothing)."""
+def _timed_translation(
+    translators: dict[str, Any],
+    sentences: list[str],
+    batch_size: int,
+    generate: dict,
+    eval_per_request: bool,
+    repetition: int,
+) -> dict[str, float]:
+    """Seconds each model's pipeline takes to translate `sentences`: in one call, or as a server does, one request per
+    batch with `model.eval()` before each (a common pattern; on unchanged scores it must cost nothing).
+
+    The models alternate call by call (A B, B A, ...): with one request per batch, each pair of requests is timed
+    seconds apart, so that the host's drift (runs of 128 sentences spread by 15-25% at d512 on a shared machine) falls
+    on both models alike."""
     import torch
 
-    if not eval_per_request:
-        with torch.inference_mode():
-            translator(sentences, batch_size=batch_size, **generate)
-        return
-    for start in range(0, len(sentences), batch_size):
-        translator.model.eval()
-        with torch.inference_mode():
-            translator(sentences[start : start + batch_size], batch_size=batch_size, **generate)
+    requests = (
+        [sentences[i : i + batch_size] for i in range(0, len(sentences), batch_size)]
+        if eval_per_request
+        else [sentences]
+    )
+    seconds = dict.fromkeys(translators, 0.0)
+    for index, request in enumerate(requests):
+        for name in _alternating(repetition + index):
+            translator = translators[name]
+            start = time.perf_counter()
+            if eval_per_request:
+                translator.model.eval()
+            with torch.inference_mode():
+                translator(request, batch_size=batch_size, **generate)
+            seconds[name] += time.perf_counter() - start
+    return seconds
 
 
 def prepare_training_data(args: BenchmarkArguments, tokenizer, path: Path) -> int:

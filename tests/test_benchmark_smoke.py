@@ -128,10 +128,10 @@ def test_smoke_benchmark_script_with_fresh_processes(tmp_path):
     _check_results(json.loads(output.read_text()), IN_PROCESS_METRICS | PROCESS_METRICS)
 
 
-def test_per_request_translation_calls_eval_before_each_batch():
-    """The per-request path is what a server does: `model.eval()`, then one batch, for every batch; the other path
-    is one call, no `eval()`."""
-    from experiments.benchmark_models import _translate
+def test_per_request_translation_calls_eval_before_each_batch_alternating_the_models():
+    """The per-request path is what a server does: `model.eval()`, then one batch, for every batch, the two models
+    taking turns request by request; the other path is one call each, no `eval()`."""
+    from experiments.benchmark_models import MODELS, _timed_translation
 
     class Model:
         evals = 0
@@ -139,17 +139,27 @@ def test_per_request_translation_calls_eval_before_each_batch():
         def eval(self):
             self.evals += 1
 
+    calls = []
+
     class Translator:
-        def __init__(self):
-            self.model, self.calls = Model(), []
+        def __init__(self, name):
+            self.name, self.model = name, Model()
 
         def __call__(self, sentences, batch_size, **generate):
-            self.calls.append((list(sentences), self.model.evals))
+            calls.append((self.name, list(sentences), self.model.evals))
 
     sentences = [f"s{i}" for i in range(5)]
-    server = Translator()
-    _translate(server, sentences, 2, {}, eval_per_request=True)
-    assert server.calls == [(["s0", "s1"], 1), (["s2", "s3"], 2), (["s4"], 3)]
-    once = Translator()
-    _translate(once, sentences, 2, {}, eval_per_request=False)
-    assert once.calls == [(sentences, 0)]
+    first, second = MODELS
+    seconds = _timed_translation({n: Translator(n) for n in MODELS}, sentences, 2, {}, True, repetition=0)
+    assert set(seconds) == set(MODELS) and all(s > 0 for s in seconds.values())
+    assert calls == [
+        (first, ["s0", "s1"], 1),
+        (second, ["s0", "s1"], 1),
+        (second, ["s2", "s3"], 2),
+        (first, ["s2", "s3"], 2),
+        (first, ["s4"], 3),
+        (second, ["s4"], 3),
+    ]
+    calls.clear()
+    _timed_translation({n: Translator(n) for n in MODELS}, sentences, 2, {}, False, repetition=1)
+    assert calls == [(second, sentences, 0), (first, sentences, 0)]
