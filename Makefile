@@ -16,7 +16,8 @@ NEWEST_STAMP := $(NEWEST_VENV)/.installed-$(NEWEST_TRANSFORMERS)-$(shell cat set
 # The tests that touch transformers: its internals (transformers_compat), modeling, generation and the dense export,
 # remote code, the pipeline, a Trainer run and its reload, the shipped models (a few minutes on 2 cores).
 TRANSFORMERS_FACING_TESTS := tests/test_transformers_compat.py tests/test_modeling.py tests/test_pipeline_translation.py \
-	tests/test_checkpoint_integrity.py tests/test_mask_coding.py tests/test_shipped_model.py tests/test_shipped_directions.py \
+	tests/test_checkpoint_integrity.py tests/test_mask_coding.py tests/test_coats.py tests/test_shipped_model.py \
+	tests/test_shipped_directions.py \
 	tests/test_training.py::test_reload_translates_identically
 
 .PHONY: install install-newest lint format test test-newest test-all demo clean
