@@ -96,6 +96,17 @@ SHAPE = (
 )
 
 
+def scrambled_model(config, seed: int = 7):
+    """A model (eval mode) whose masks moved away from their initial selection: a stand-in for training."""
+    from hf_supermask import SupermaskForConditionalGeneration
+
+    model = SupermaskForConditionalGeneration(config)
+    with torch.no_grad():
+        for module in model.masked_modules.values():
+            module.scores.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(seed)))
+    return model.eval()
+
+
 def training_flags(output_dir, tokenizer_dir, *extra) -> list[str]:
     """Flags of a tiny, quick training run on the real Multi30k slice."""
     return [

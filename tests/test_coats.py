@@ -12,7 +12,7 @@ import sys
 
 import pytest
 import torch
-from conftest import SHAPE, read_lines, tiny_config, training_flags
+from conftest import SHAPE, read_lines, scrambled_model, tiny_config, training_flags
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSeq2SeqLM, MarianMTModel
 
@@ -24,18 +24,9 @@ SOURCES = read_lines("test_2016_flickr", "en", 4)
 FC1 = "model.encoder.layers.0.fc1"
 
 
-def _scrambled(config, seed: int = 7) -> SupermaskForConditionalGeneration:
-    """A model whose masks moved away from their initial selection (a stand-in for training)."""
-    model = SupermaskForConditionalGeneration(config)
-    with torch.no_grad():
-        for module in model.masked_modules.values():
-            module.scores.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(seed)))
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def coated_checkpoint(tmp_path_factory, tiny_tokenizer):
-    model = _scrambled(tiny_config(vocab_size=len(tiny_tokenizer), coats=2))
+    model = scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer), coats=2))
     path = tmp_path_factory.mktemp("coated")
     model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
@@ -87,7 +78,7 @@ def test_one_coat_keeps_the_fingerprint_and_the_binary_mask():
     assert tiny_config(coats=2).forward_config_fingerprint() != (
         tiny_config(coats=2, coat_density_ratio=0.25).forward_config_fingerprint()
     )
-    module = _scrambled(tiny_config()).get_submodule(FC1)
+    module = scrambled_model(tiny_config()).get_submodule(FC1)
     assert module.coat_kept == (module.num_kept,) and module.current_mask().dtype == torch.bool
     assert module.stored_size == packed_size(module.shape)
     assert SupermaskConfig.from_dict(tiny_config(coats=3).to_dict()).coats == 3
@@ -100,7 +91,7 @@ def test_one_coat_keeps_the_fingerprint_and_the_binary_mask():
 
 @pytest.mark.parametrize("coats, ratio", [(2, 0.5), (3, 0.4)])
 def test_coats_are_nested_top_k_selections_of_the_same_scores(coats, ratio):
-    model = _scrambled(tiny_config(coats=coats, coat_density_ratio=ratio))
+    model = scrambled_model(tiny_config(coats=coats, coat_density_ratio=ratio))
     for name, module in model.masked_modules.items():
         counts = module.current_mask()
         numel = module.weight.numel()
@@ -113,7 +104,7 @@ def test_coats_are_nested_top_k_selections_of_the_same_scores(coats, ratio):
 
 
 def test_the_effective_weight_is_the_random_weight_times_its_coat_count(tiny_tokenizer):
-    model = _scrambled(tiny_config(vocab_size=len(tiny_tokenizer), coats=2))
+    model = scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer), coats=2))
     module = model.get_submodule(FC1)
     counts = module.current_mask()
     expected = module.weight * counts.float()
@@ -121,7 +112,7 @@ def test_the_effective_weight_is_the_random_weight_times_its_coat_count(tiny_tok
     model.train()
     assert torch.equal(module.effective_weight(), expected)  # training: the straight-through product
     # and the coats change what the model computes (doubled weights are not a no-op)
-    binary = _scrambled(tiny_config(vocab_size=len(tiny_tokenizer)))
+    binary = scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer)))
     assert not torch.allclose(_logits(binary, tiny_tokenizer), _logits(model.eval(), tiny_tokenizer))
 
 
@@ -156,7 +147,7 @@ def test_training_moves_every_coat_through_the_scores(tiny_tokenizer, fused):
 
 
 def test_pack_stored_holds_each_coat_over_the_one_before():
-    module = _scrambled(tiny_config(coats=3, coat_density_ratio=0.5)).get_submodule(FC1)
+    module = scrambled_model(tiny_config(coats=3, coat_density_ratio=0.5)).get_submodule(FC1)
     counts = module.current_mask()
     packed = module.pack_stored(counts)
     numel = counts.numel()
@@ -172,7 +163,7 @@ def test_pack_stored_holds_each_coat_over_the_one_before():
 
 @pytest.mark.parametrize("coats", [2, 3])
 def test_scores_rebuilt_from_coat_counts_select_exactly_those_counts(coats):
-    model = _scrambled(tiny_config(coats=coats))
+    model = scrambled_model(tiny_config(coats=coats))
     for name, module in model.masked_modules.items():
         counts = module.current_mask()
         rebuilt = module.scores_selecting(counts)
@@ -258,7 +249,7 @@ def test_an_edited_coat_field_is_refused(coated_checkpoint, tmp_path, field, val
 
 def test_mask_sets_of_coated_checkpoints_switch_exactly(coated_checkpoint, tiny_tokenizer, tmp_path):
     model, path = coated_checkpoint
-    other = _scrambled(tiny_config(vocab_size=len(tiny_tokenizer), coats=2), seed=8)
+    other = scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer), coats=2), seed=8)
     other.save_pretrained(tmp_path / "other")
     combined = SupermaskForConditionalGeneration.from_pretrained(path)
     combined.load_masks(tmp_path / "other", "other")
@@ -267,7 +258,7 @@ def test_mask_sets_of_coated_checkpoints_switch_exactly(coated_checkpoint, tiny_
     combined.set_active_masks("default")
     assert torch.equal(_logits(combined, tiny_tokenizer), _logits(model, tiny_tokenizer))
     binary = tmp_path / "binary"
-    _scrambled(tiny_config(vocab_size=len(tiny_tokenizer))).save_pretrained(binary)
+    scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer))).save_pretrained(binary)
     with pytest.raises(ValueError, match="coats: 2 -> 1"):
         combined.load_masks(binary, "binary")
 

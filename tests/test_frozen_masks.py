@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, SHAPE, read_lines, tiny_config, training_flags
+from conftest import REPO_ROOT, SHAPE, read_lines, scrambled_model, tiny_config, training_flags
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSeq2SeqLM, MarianMTModel
 
@@ -39,18 +39,9 @@ def _layout_digest(model) -> str:
     return digest.hexdigest()
 
 
-def _scrambled(config, seed: int = 7) -> SupermaskForConditionalGeneration:
-    """A model whose masks moved away from their initial selection (a stand-in for training)."""
-    model = SupermaskForConditionalGeneration(config)
-    with torch.no_grad():
-        for module in model.masked_modules.values():
-            module.scores.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(seed)))
-    return model.eval()
-
-
 @pytest.fixture(scope="module")
 def frozen_checkpoint(tmp_path_factory, tiny_tokenizer):
-    model = _scrambled(tiny_config(vocab_size=len(tiny_tokenizer), frozen_fraction=FROZEN))
+    model = scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer), frozen_fraction=FROZEN))
     path = tmp_path_factory.mktemp("frozen")
     model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
@@ -92,7 +83,7 @@ def test_frozen_fraction_zero_keeps_the_fingerprint_and_the_stored_format():
     assert tiny_config(frozen_fraction=0.5).forward_config_fingerprint() == (
         tiny_config(frozen_fraction=0.50).forward_config_fingerprint()
     )
-    model = _scrambled(tiny_config())
+    model = scrambled_model(tiny_config())
     for module in model.masked_modules.values():
         assert module.num_frozen == 0 and module.stored_size == packed_size(module.shape) == module.mask.numel()
         mask = module.current_mask()
@@ -222,7 +213,7 @@ def test_frozen_positions_never_change_and_their_scores_get_no_gradient(tiny_tok
 
 
 def test_pack_stored_holds_the_free_bits_and_unpack_stored_fills_the_frozen_ones():
-    model = _scrambled(tiny_config(frozen_fraction=FROZEN))
+    model = scrambled_model(tiny_config(frozen_fraction=FROZEN))
     module = model.get_submodule(FC1)
     mask = module.current_mask()
     packed = module.pack_stored(mask)
@@ -237,7 +228,7 @@ def test_pack_stored_holds_the_free_bits_and_unpack_stored_fills_the_frozen_ones
 
 
 def test_scores_rebuilt_from_a_mask_select_exactly_that_mask():
-    model = _scrambled(tiny_config(frozen_fraction=FROZEN))
+    model = scrambled_model(tiny_config(frozen_fraction=FROZEN))
     for name, module in model.masked_modules.items():
         mask = module.current_mask()
         rebuilt = module.scores_selecting(mask)
@@ -266,7 +257,7 @@ def test_save_and_load_give_identical_masks_and_outputs(frozen_checkpoint, tiny_
 
 def test_the_mask_file_is_about_the_free_fraction_of_a_full_one(frozen_checkpoint, tiny_tokenizer, tmp_path):
     model, path = frozen_checkpoint
-    full = _scrambled(tiny_config(vocab_size=len(tiny_tokenizer)))
+    full = scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer)))
     full.save_pretrained(tmp_path / "full")
     stored = {k: v.numel() for k, v in load_file(path / "model.safetensors").items()}
     everything = {k: v.numel() for k, v in load_file(tmp_path / "full" / "model.safetensors").items()}
@@ -315,7 +306,7 @@ def test_an_edited_frozen_fraction_is_refused(frozen_checkpoint, tmp_path, value
 
 def test_mask_sets_of_frozen_checkpoints_switch_exactly(frozen_checkpoint, tiny_tokenizer, tmp_path):
     model, path = frozen_checkpoint
-    other = _scrambled(tiny_config(vocab_size=len(tiny_tokenizer), frozen_fraction=FROZEN), seed=8)
+    other = scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer), frozen_fraction=FROZEN), seed=8)
     other.save_pretrained(tmp_path / "other")
     combined = SupermaskForConditionalGeneration.from_pretrained(path)
     combined.load_masks(tmp_path / "other", "other")
@@ -324,7 +315,7 @@ def test_mask_sets_of_frozen_checkpoints_switch_exactly(frozen_checkpoint, tiny_
     combined.set_active_masks("default")
     assert torch.equal(_logits(combined, tiny_tokenizer), _logits(model, tiny_tokenizer))
     unfrozen = tmp_path / "unfrozen"
-    _scrambled(tiny_config(vocab_size=len(tiny_tokenizer))).save_pretrained(unfrozen)
+    scrambled_model(tiny_config(vocab_size=len(tiny_tokenizer))).save_pretrained(unfrozen)
     with pytest.raises(ValueError, match="frozen_fraction: 0.7 -> 0.0"):
         combined.load_masks(unfrozen, "unfrozen")
 
@@ -389,7 +380,7 @@ def test_the_training_curves_mask_change_counts_only_searched_positions():
     """`eval_mask_changed_fraction` is over the free positions: frozen ones cannot change and would dilute it."""
     from hf_supermask.training import _all_mask_bits
 
-    model = _scrambled(tiny_config(frozen_fraction=FROZEN))
+    model = scrambled_model(tiny_config(frozen_fraction=FROZEN))
     values = _all_mask_bits(model)
     assert values.numel() == sum(m.num_free for m in model.masked_modules.values())
     assert int(values.sum()) == sum(m.num_kept - m.num_frozen_kept for m in model.masked_modules.values())
