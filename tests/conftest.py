@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -105,6 +108,50 @@ def scrambled_model(config, seed: int = 7):
         for module in model.masked_modules.values():
             module.scores.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(seed)))
     return model.eval()
+
+
+_WITHOUT_THE_PACKAGE = """
+import json, sys
+sys.modules["hf_supermask"] = None  # `import hf_supermask` fails: transformers and the checkpoint's own code only
+def emit(result):
+    print("RESULT " + json.dumps(result))
+"""
+
+# Loads a checkpoint through its remote code, generates, and reports `probe` (an expression on `model`).
+REMOTE_GENERATE = """
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+path, sources, probe = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3]
+tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True)
+batch = tokenizer(sources, return_tensors="pt", padding=True)
+emit({
+    "module": type(model).__module__,
+    "probe": eval(probe, {"model": model}),
+    "generated": model.generate(**batch, max_new_tokens=8, num_beams=2).tolist(),
+})
+"""
+
+
+def run_without_the_package(script: str, *argv: str, tmp_path: Path) -> dict:
+    """Runs `script` in a fresh Python that cannot import hf_supermask (a user with transformers and a checkpoint's
+    remote code alone) and has an empty Hugging Face cache; returns what the script passed to `emit(...)`."""
+    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
+    env.pop("PYTHONPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_THE_PACKAGE + script, *argv],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(next(line[7:] for line in result.stdout.splitlines() if line.startswith("RESULT ")))
+
+
+def generate_through_remote_code(path: Path, sources: list[str], tmp_path: Path, probe: str = "None") -> dict:
+    """`module` (the model class's), `probe` and `generated` (beam 2, 8 new tokens) of the checkpoint at `path` loaded
+    with `trust_remote_code=True` only (`REMOTE_GENERATE`)."""
+    return run_without_the_package(REMOTE_GENERATE, str(path), json.dumps(sources), probe, tmp_path=tmp_path)
 
 
 def training_flags(output_dir, tokenizer_dir, *extra) -> list[str]:

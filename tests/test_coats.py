@@ -5,14 +5,11 @@ counting c times; stored as one bit per weight for the first coat and one per ke
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import SHAPE, read_lines, scrambled_model, tiny_config, training_flags
+from conftest import SHAPE, generate_through_remote_code, read_lines, scrambled_model, tiny_config, training_flags
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForSeq2SeqLM, MarianMTModel
 
@@ -294,35 +291,9 @@ def test_export_dense_gives_a_marian_model_with_equal_outputs(coated_checkpoint,
     )
 
 
-_REMOTE = """
-import json, sys
-sys.modules["hf_supermask"] = None  # only transformers and the checkpoint's own code
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
-path, sources = sys.argv[1], json.loads(sys.argv[2])
-tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True)
-batch = tokenizer(sources, return_tensors="pt", padding=True)
-print("RESULT " + json.dumps({
-    "module": type(model).__module__,
-    "coat_kept": list(model.get_submodule("model.encoder.layers.0.fc1").coat_kept),
-    "generated": model.generate(**batch, max_new_tokens=8, num_beams=2).tolist(),
-}))
-"""
-
-
 def test_the_remote_code_loads_it(coated_checkpoint, tiny_tokenizer, tmp_path):
     model, path = coated_checkpoint
-    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    env.pop("PYTHONPATH", None)
-    result = subprocess.run(
-        [sys.executable, "-c", _REMOTE, str(path), json.dumps(SOURCES)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(next(line[7:] for line in result.stdout.splitlines() if line.startswith("RESULT ")))
+    out = generate_through_remote_code(path, SOURCES, tmp_path, probe=f"list(model.get_submodule({FC1!r}).coat_kept)")
     assert out["module"].startswith("transformers_modules")
-    assert out["coat_kept"] == list(model.get_submodule(FC1).coat_kept)
+    assert out["probe"] == list(model.get_submodule(FC1).coat_kept)
     assert out["generated"] == model.generate(**_batch(tiny_tokenizer), max_new_tokens=8, num_beams=2).tolist()

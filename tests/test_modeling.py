@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import read_lines, tiny_config
+from conftest import read_lines, run_without_the_package, tiny_config
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoModelForSeq2SeqLM, MarianMTModel
@@ -354,9 +352,6 @@ def test_export_dense_is_a_stock_marian_model_with_equal_outputs(checkpoint, tin
 
 
 _WITHOUT_PACKAGE = """
-import json, sys
-sys.modules["hf_supermask"] = None  # make `import hf_supermask` fail: only transformers + the checkpoint's code
-import torch
 from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianMTModel
 try:
     import hf_supermask
@@ -370,12 +365,12 @@ model = AutoModelForSeq2SeqLM.from_pretrained(path, trust_remote_code=True)
 dense = MarianMTModel.from_pretrained(dense_path)
 from transformers import pipeline
 translator = pipeline("translation", model=path, trust_remote_code=True, max_new_tokens=8, num_beams=2)
-print("RESULT " + json.dumps({
+emit({
     "module": type(model).__module__,
     "pipeline": [type(translator).__module__] + [r["translation_text"] for r in translator(json.loads(sys.argv[3]))],
     "remote": model.generate(**batch, max_new_tokens=8, num_beams=2).tolist(),
     "dense": dense.generate(**batch, max_new_tokens=8, num_beams=2).tolist(),
-}))
+})
 """
 
 
@@ -394,16 +389,9 @@ def test_loads_with_remote_code_and_exports_without_the_package(checkpoint, tiny
     ):
         assert (path / module_file).exists(), module_file
     model.export_dense().save_pretrained(tmp_path / "dense")
-    env = dict(os.environ, HF_HOME=str(tmp_path / "hf_home"), HF_HUB_OFFLINE="1")
-    result = subprocess.run(
-        [sys.executable, "-c", _WITHOUT_PACKAGE, str(path), str(tmp_path / "dense"), json.dumps(SOURCES)],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
+    out = run_without_the_package(
+        _WITHOUT_PACKAGE, str(path), str(tmp_path / "dense"), json.dumps(SOURCES), tmp_path=tmp_path
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(next(line[7:] for line in result.stdout.splitlines() if line.startswith("RESULT ")))
     assert out["module"].startswith("transformers_modules")
     expected = model.generate(**_batch(tiny_tokenizer), max_new_tokens=8, num_beams=2).tolist()
     assert out["remote"] == expected == out["dense"]
