@@ -60,7 +60,7 @@ def mask_sets_worker(spec: dict[str, Any]) -> dict[str, Any]:
         "switch_seconds": median(switches) if switches else None,
         "generate_seconds": median(generates),
         "rss_above_baseline_mb": rss_mb() - baseline,
-        "maskable_weights": sum(m.weight.numel() for m in any_model.masked_modules.values()),
+        "maskable_weights": any_model.num_maskable_weights(),
     }
 
 

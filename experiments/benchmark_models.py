@@ -29,6 +29,7 @@ from typing import Any
 from experiments.measure import (
     git_commit,
     machine_info,
+    maskable_weights,
     median,
     peak_rss_mb,
     reset_peak_rss,
@@ -501,14 +502,10 @@ def benchmark_shape(
 
 def measure_shape(args: BenchmarkArguments, config, tokenizer, sentences: list[str], folder: Path, log=print):
     """Every measurement of both models built from `config`, saved in `folder`."""
-    from hf_supermask.modeling import SupermaskForConditionalGeneration
-
     in_process = "in process" if args.in_process else "fresh processes"
     log("building and saving both models")
     folders = save_models(config, tokenizer, folder)
-    maskable = sum(
-        module.weight.numel() for module in SupermaskForConditionalGeneration(config).masked_modules.values()
-    )
+    maskable = maskable_weights(config)
     sizes = measure_sizes(folders, maskable)
     log(f"from_pretrained ({in_process})")
     loads = measure_from_pretrained(args, folders)

@@ -657,7 +657,7 @@ def ship_row(
     # The whole identity (tokenizer, forward settings, direction) and today's remote code, from the unchanged masks.
     resave_checkpoint(destination, source_lang, target_lang)
     model = AutoModelForSeq2SeqLM.from_pretrained(destination)  # verifies fingerprints and masks, as users will
-    maskable = sum(m.weight.numel() for m in model.masked_modules.values())
+    maskable = model.num_maskable_weights()
     card = build_model_card(
         model_name=model_name or destination.name,
         output_dir_or_repo_id=model_name or destination.name,

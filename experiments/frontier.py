@@ -24,13 +24,12 @@ them.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from experiments.benchmark_deploy import saved_decoding
-from experiments.measure import git_commit, machine_info
+from experiments.measure import git_commit, machine_info, maskable_weights
 
 
 def _test_set(data_dir: str | None, source_lang: str, target_lang: str) -> tuple[list[str], list[str]]:
@@ -134,7 +133,7 @@ def _maskable_weights(row: dict[str, Any], checkpoint: Path | None = None) -> in
     its command names."""
     import shlex
 
-    from hf_supermask.modeling import SupermaskConfig, SupermaskForConditionalGeneration
+    from hf_supermask.modeling import SupermaskConfig
 
     if checkpoint is not None and (checkpoint / "config.json").exists():
         config = SupermaskConfig.from_pretrained(checkpoint)
@@ -143,8 +142,7 @@ def _maskable_weights(row: dict[str, Any], checkpoint: Path | None = None) -> in
         vocab_size = int(command[command.index("--vocab_size") + 1]) if "--vocab_size" in command else 8000
         config = SupermaskConfig(vocab_size=vocab_size)
         config.update_from_string(",".join(f"{k}={v}" for k, v in row["recipe"].items() if hasattr(config, k)))
-    model = SupermaskForConditionalGeneration(config)
-    return sum(math.prod(m.shape) for m in model.masked_modules.values())
+    return maskable_weights(config)
 
 
 def measure_stored_bits(row_json: Path, checkpoint: Path | None) -> dict[str, Any]:

@@ -133,6 +133,16 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def maskable_weights(config) -> int:
+    """Maskable weights of a supermask config's model, counted on the meta device (no weights generated)."""
+    import torch
+
+    from hf_supermask.modeling import SupermaskForConditionalGeneration
+
+    with torch.device("meta"):
+        return SupermaskForConditionalGeneration(config).num_maskable_weights()
+
+
 def median(values: list[float]) -> float:
     return float(statistics.median(values))
 

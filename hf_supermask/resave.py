@@ -91,7 +91,7 @@ def _refreshed_card(card_text: str, model, folder: Path) -> str:
     from .training import dense_fp32_weights_bytes
 
     checkpoint_bytes = folder_bytes(folder, "*.safetensors")
-    maskable = sum(module.weight.numel() for module in model.masked_modules.values())
+    maskable = model.num_maskable_weights()
     return refresh_checkpoint_format(
         card_text,
         model.config.mask_encoding,

@@ -654,7 +654,7 @@ def prepare_supermask_for_distributed(model, training_args) -> None:
         training_args.ddp_find_unused_parameters = False  # every score is used in every forward
     logger.info(
         "Supermask: %d maskable weights, %d trainable scores, weights sha256 %s",
-        sum(m.weight.numel() for m in model.masked_modules.values()),
+        model.num_maskable_weights(),
         sum(p.numel() for p in model.parameters() if p.requires_grad),
         model.random_weights.fingerprint,
     )
@@ -852,8 +852,7 @@ def size_results(model, output_dir: Path) -> dict[str, Any]:
         "dense_fp32_weights_bytes": dense_fp32_weights_bytes(model),
     }
     if isinstance(model, SupermaskForConditionalGeneration):
-        maskable = sum(m.weight.numel() for m in model.masked_modules.values())
-        results["bits_per_maskable_weight"] = 8 * results["checkpoint_weights_bytes"] / maskable
+        results["bits_per_maskable_weight"] = 8 * results["checkpoint_weights_bytes"] / model.num_maskable_weights()
     return results
 
 

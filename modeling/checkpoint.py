@@ -261,6 +261,11 @@ class SupermaskCheckpointMixin:
         """Every masked tensor of the model, by module name."""
         return {name: module for name, module in self.named_modules() if isinstance(module, MaskedWeight)}
 
+    def num_maskable_weights(self) -> int:
+        """Positions under a mask, every masked tensor counted once per mask (layers that share one random layer each
+        have their own): the denominator of "bits per maskable weight"."""
+        return sum(module.weight.numel() for module in self.masked_modules.values())
+
     def masks_fingerprint(self, sync: bool = True) -> str:
         """sha256 of every packed mask, in name order (what `config.masks_sha256` records): the masks the scores
         select, or with `sync=False` the packed `mask` buffers as they are (as loaded)."""

@@ -459,3 +459,12 @@ def test_fixed_embedding_from_another_checkpoint(tmp_path):
     save_file(tensors, tmp_path / "dense" / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="embedding_sha256"):
         AutoModelForSeq2SeqLM.from_pretrained(tmp_path / "masks")
+
+
+def test_num_maskable_weights_counts_every_mask_once_and_needs_no_weights():
+    config = tiny_config()
+    model = SupermaskForConditionalGeneration(config)
+    scores = sum(p.numel() for name, p in model.named_parameters() if name.endswith("scores"))
+    assert model.num_maskable_weights() == scores > 0  # one score per masked position, shared layers included
+    with torch.device("meta"):
+        assert SupermaskForConditionalGeneration(config).num_maskable_weights() == scores
