@@ -416,10 +416,11 @@ class SupermaskCheckpointMixin:
         return result
 
     def _coded_state_dict(self) -> dict[str, torch.Tensor]:
-        """A mask-only checkpoint in the compact encoding: every mask coded against its initial top-k (in parallel:
-        LZMA and the top-k release the GIL)."""
+        """A mask-only checkpoint in the compact encoding: every `mask` buffer (synced by `save_pretrained`'s
+        `masks_fingerprint()`, so that the fingerprint is of what is coded) coded against its initial top-k, in
+        parallel (LZMA and the top-k release the GIL)."""
         items = list(self.masked_modules.items())
-        coded = threaded_map(lambda item: item[1].coded_mask(), items)
+        coded = threaded_map(lambda item: item[1].coded_mask(sync=False), items)
         return {f"{name}{CODED_SUFFIX}": tensor for (name, _), tensor in zip(items, coded)}
 
     # ------------------------------------------------------------------------------------------------------------

@@ -494,9 +494,11 @@ class MaskedWeight(nn.Module):
         return self.mask_from_scores(initial_scores)
 
     @torch.no_grad()
-    def coded_mask(self) -> torch.Tensor:
-        """The current mask coded against `initial_mask()` (what an `"initial_xor_lzma"` checkpoint stores)."""
-        self.sync_packed_mask()
+    def coded_mask(self, sync: bool = True) -> torch.Tensor:
+        """The current mask coded against `initial_mask()` (what an `"initial_xor_lzma"` checkpoint stores);
+        `sync=False` codes the `mask` buffer as it is (a caller that has just synced it)."""
+        if sync:
+            self.sync_packed_mask()
         return encode_mask(self.mask, self.pack_stored(self.initial_mask()))
 
     @torch.no_grad()
