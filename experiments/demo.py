@@ -33,7 +33,7 @@ DENSE_REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "bleu_stu
 # The shipped model's batching (its card's recipe): length-bucketed batches of at most this many tokens.
 SHIPPED_MAX_TOKENS_PER_BATCH = 2048
 # About seven minutes of training on two cores (measured: docs/usage.md).
-TRAIN_STEPS, EVAL_STEPS = 600, 200
+TRAIN_STEPS, EVAL_STEPS = 900, 300
 
 
 @dataclass
