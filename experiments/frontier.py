@@ -194,8 +194,8 @@ def frontier_points(
         checkpoint = None if checkpoints_dir is None else checkpoints_dir / row_json.parent.name / recorded["row"]
         if "stored_bits_per_weight" not in recorded:
             log(f"measuring what {row_json.parent.name} stores")
-            measure_stored_bits(row_json, checkpoint)
-        rows[row_json.parent.name] = json.loads(row_json.read_text())
+            recorded = measure_stored_bits(row_json, checkpoint)  # (and writes it into the row's JSON)
+        rows[row_json.parent.name] = recorded
     for label, row_json in extra_rows.items():
         row = json.loads(Path(row_json).read_text())
         row["maskable_weights"] = _maskable_weights(row)

@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REPO_ROOT, read_lines, tiny_config
+from conftest import REPO_ROOT, read_lines, run_without_the_package, tiny_config
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSeq2SeqLM, AutoTokenizer, pipeline
 
@@ -334,17 +331,8 @@ def test_scales_must_be_finite_in_float32(field):
 # Shipped folders: each loads through the code it ships, where hf_supermask cannot be imported
 # ------------------------------------------------------------------------------------------------------------------
 
-_ISOLATED = """
-import json, sys
-
-
-class NoHfSupermask:
-    def find_spec(self, name, path=None, target=None):
-        if name == "hf_supermask" or name.startswith("hf_supermask."):
-            raise ImportError(f"{name} is blocked: the checkpoint must load through the code it ships")
-
-
-sys.meta_path.insert(0, NoHfSupermask())
+# Translates one sentence with each folder through its own remote code, then loads an edited one.
+_TRANSLATE_EACH_THEN_LOAD_EDITED = """
 from transformers import AutoModelForSeq2SeqLM, pipeline
 
 jobs, edited = json.loads(sys.argv[1]), sys.argv[2]
@@ -358,8 +346,8 @@ try:
     results["edited"] = "loaded"
 except ValueError as error:
     results["edited"] = str(error)
-results["imported"] = sorted(m for m in sys.modules if m.startswith("hf_supermask"))
-print(json.dumps(results))
+results["imported"] = sorted(name for name, module in sys.modules.items() if name.startswith("hf_supermask") and module)
+emit(results)
 """
 
 
@@ -374,17 +362,10 @@ def test_every_shipped_folder_loads_through_its_own_code_without_the_package(tmp
         expected[str(copy)] = translator(sentence, num_beams=1, max_new_tokens=40)[0]["translation_text"]
     edited = _copy(SHIPPED_MODEL, tmp_path, name="edited")
     _edit_json(edited / "config.json", output_scale=3.0)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_MODULES_CACHE=str(tmp_path / "modules"))
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", _ISOLATED, json.dumps(jobs), str(edited)],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env,
+    # One process for every folder: their remote code shares one module cache, as a user's does.
+    results = run_without_the_package(
+        _TRANSLATE_EACH_THEN_LOAD_EDITED, json.dumps(jobs), str(edited), tmp_path=tmp_path
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    results = json.loads(result.stdout.strip().splitlines()[-1])
     assert results["imported"] == []
     for folder, text in expected.items():
         translation, module = results[folder]
