@@ -340,19 +340,17 @@ def _timed_translation(
     eval_per_request: bool,
     repetition: int,
 ) -> dict[str, float]:
-    """Seconds each model's pipeline takes to translate `sentences`: in one call, or as a server does, one request per
-    batch with `model.eval()` before each (a common pattern; on unchanged scores it must cost nothing).
+    """Seconds each model's pipeline takes to translate `sentences`, one request per batch: with `eval()` once (when
+    the pipeline was built), or as a server does, with `model.eval()` before each request (a common pattern; on
+    unchanged scores it must cost nothing). The two modes differ in that call only.
 
-    The models alternate call by call (A B, B A, ...): with one request per batch, each pair of requests is timed
-    seconds apart, so that the host's drift (runs of 128 sentences spread by 15-25% at d512 on a shared machine) falls
-    on both models alike."""
+    The models alternate request by request (A B, B A, ...), so each pair of requests is timed seconds apart and the
+    host's drift (runs of 128 sentences spread by 15-25% at d512 on a shared machine) falls on both models alike. (One
+    call of all the sentences per model, as this measured before, put them a whole run apart: its ratios moved by
+    up to 6% between two quiet runs of the same code.)"""
     import torch
 
-    requests = (
-        [sentences[i : i + batch_size] for i in range(0, len(sentences), batch_size)]
-        if eval_per_request
-        else [sentences]
-    )
+    requests = [sentences[i : i + batch_size] for i in range(0, len(sentences), batch_size)]
     seconds = dict.fromkeys(translators, 0.0)
     for index, request in enumerate(requests):
         for name in _alternating(repetition + index):
@@ -593,10 +591,8 @@ def _translation_metrics(args: BenchmarkArguments, translation: dict[str, Any], 
     for key, result in translation.items():
         beams, _, per_request = key.removeprefix("beam").partition("_")
         label = ("greedy" if beams == "1" else f"beam{beams}") + ("_eval_per_request" if per_request else "")
-        how = (
-            f"one request per batch of {args.batch_size}, `model.eval()` before each"
-            if per_request
-            else f"one call, batch {args.batch_size}, `eval()` once"
+        how = f"one request per batch of {args.batch_size}, " + (
+            "`model.eval()` before each" if per_request else "`eval()` once"
         )
         metrics[f"translation_{label}_sentences_per_second"] = _metric(
             "sentences/s",

@@ -87,7 +87,7 @@ def test_smoke_benchmark_in_process(tmp_path):
     assert results["command"] == "pytest" and results["settings"]["smoke"] is True
     assert (tmp_path / "results.md").read_text() == returned["markdown"] == results["markdown"]
     _check_results(results, IN_PROCESS_METRICS)
-    # The per-request path called eval() before each batch; the one-call path translated in one call.
+    # Both paths translate one request per batch; only the per-request one calls eval() before each.
     translation = results["shapes"][0]["raw"]["translation"]
     assert translation["beam1_eval_per_request"]["eval_per_request"] is True
     assert translation["beam1"]["eval_per_request"] is False
@@ -130,7 +130,7 @@ def test_smoke_benchmark_script_with_fresh_processes(tmp_path):
 
 def test_per_request_translation_calls_eval_before_each_batch_alternating_the_models():
     """The per-request path is what a server does: `model.eval()`, then one batch, for every batch, the two models
-    taking turns request by request; the other path is one call each, no `eval()`."""
+    taking turns request by request; the other path takes the same turns with no `eval()`."""
     from experiments.benchmark_models import MODELS, _timed_translation
 
     class Model:
@@ -162,4 +162,11 @@ def test_per_request_translation_calls_eval_before_each_batch_alternating_the_mo
     ]
     calls.clear()
     _timed_translation({n: Translator(n) for n in MODELS}, sentences, 2, {}, False, repetition=1)
-    assert calls == [(second, sentences, 0), (first, sentences, 0)]
+    assert calls == [
+        (second, ["s0", "s1"], 0),
+        (first, ["s0", "s1"], 0),
+        (first, ["s2", "s3"], 0),
+        (second, ["s2", "s3"], 0),
+        (second, ["s4"], 0),
+        (first, ["s4"], 0),
+    ]
