@@ -170,3 +170,16 @@ def test_per_request_translation_calls_eval_before_each_batch_alternating_the_mo
         (second, ["s4"], 0),
         (first, ["s4"], 0),
     ]
+
+
+def test_eval_per_request_benchmark_times_both_models_both_ways(trained, tmp_path):
+    from experiments.benchmark_eval_per_request import main
+
+    model_dir, _ = trained
+    flags = ["--model", str(model_dir), "--data_dir", str(DATA_DIR), "--requests", "2", "--batch_size", "2"]
+    results = main([*flags, "--new_tokens", "2", "--output_json", str(tmp_path / "eval.json")])
+    runs = json.loads((tmp_path / "eval.json").read_text())["runs"]
+    for name in ("supermask", "marian"):
+        assert len(runs[f"{name}_with_eval"]) == len(runs[f"{name}_without_eval"]) == 2
+        assert all(seconds > 0 for seconds in runs[f"{name}_with_eval"] + runs[f"{name}_without_eval"])
+    assert results["medians"]["content_check_seconds"] > 0 and results["maskable_weights"] > 0
