@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from experiments.benchmark_models import _alternating
 from experiments.measure import git_commit, machine_info
 
 
@@ -82,9 +83,8 @@ def measure(args: EvalPerRequestArguments) -> dict[str, Any]:
         request(model, False)
     seconds = {(name, with_eval): [] for name in models for with_eval in (False, True)}
     for index in range(args.requests):
-        names = list(models) if index % 2 == 0 else list(models)[::-1]
         for with_eval in (False, True) if index % 4 < 2 else (True, False):
-            for name in names:
+            for name in _alternating(index):
                 seconds[name, with_eval].append(request(models[name], with_eval))
     parts = {"eval_seconds": [], "content_check_seconds": []}
     for _ in range(args.requests):
