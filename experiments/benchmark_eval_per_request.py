@@ -43,20 +43,32 @@ class EvalPerRequestArguments:
 
 
 def _models(args: EvalPerRequestArguments):
-    from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
     import hf_supermask  # noqa: F401  (registers the Auto classes)
     from hf_supermask import SupermaskForConditionalGeneration
 
     tokenizer = AutoTokenizer.from_pretrained(args.model)
-    supermask = AutoModelForSeq2SeqLM.from_pretrained(args.model)
-    if args.config_overrides:
-        config = supermask.config
+    if args.config_overrides:  # a new model: the folder's config only
+        config = AutoConfig.from_pretrained(args.model)
         config.update_from_string(args.config_overrides)
-        config.weights_sha256 = config.masks_sha256 = config.forward_config_sha256 = None  # a new model
+        config.weights_sha256 = config.masks_sha256 = config.forward_config_sha256 = None
         supermask = SupermaskForConditionalGeneration(config)
+    else:
+        supermask = AutoModelForSeq2SeqLM.from_pretrained(args.model)
     supermask.eval()
     return tokenizer, supermask, supermask.export_dense().eval()
+
+
+def time_eval_and_content_check(supermask) -> tuple[float, float]:
+    """Seconds of `eval()`, then of the check `generate()` makes once per call: each masked tensor's fold, whose
+    content is checked once after `eval()` (and refolded if the scores changed)."""
+    started = time.perf_counter()
+    supermask.eval()
+    evaluated = time.perf_counter()
+    with torch.inference_mode(), supermask.random_weights.checked_folds(supermask.masked_modules.values()):
+        pass
+    return evaluated - started, time.perf_counter() - evaluated
 
 
 def measure(args: EvalPerRequestArguments) -> dict[str, Any]:
@@ -88,13 +100,8 @@ def measure(args: EvalPerRequestArguments) -> dict[str, Any]:
                 seconds[name, with_eval].append(request(models[name], with_eval))
     parts = {"eval_seconds": [], "content_check_seconds": []}
     for _ in range(args.requests):
-        started = time.perf_counter()
-        supermask.eval()
-        evaluated = time.perf_counter()
-        with torch.inference_mode(), supermask.random_weights.checked_folds(supermask.masked_modules.values()):
-            pass  # the check `generate()` makes once per call (each tensor's content, once after `eval()`)
-        parts["eval_seconds"].append(evaluated - started)
-        parts["content_check_seconds"].append(time.perf_counter() - evaluated)
+        for key, value in zip(parts, time_eval_and_content_check(supermask)):
+            parts[key].append(value)
     medians = {
         f"{name}_{'with' if e else 'without'}_eval_seconds": statistics.median(v) for (name, e), v in seconds.items()
     }

@@ -32,7 +32,7 @@ from hf_supermask.pretrained import SHIPPED_MODEL
 DENSE_REFERENCE = Path(__file__).resolve().parents[1] / "benchmarks" / "bleu_study" / "round4" / "dense.json"
 # The shipped model's batching (its card's recipe): length-bucketed batches of at most this many tokens.
 SHIPPED_MAX_TOKENS_PER_BATCH = 2048
-# About seven minutes of training on two cores (measured: docs/usage.md).
+# About nine minutes of training on two cores (8.8 measured: docs/usage.md).
 TRAIN_STEPS, EVAL_STEPS = 900, 300
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from conftest import DATA_DIR, REPO_ROOT
 
 from experiments.benchmark_models import BenchmarkArguments, run_benchmark
@@ -183,3 +184,25 @@ def test_eval_per_request_benchmark_times_both_models_both_ways(trained, tmp_pat
         assert len(runs[f"{name}_with_eval"]) == len(runs[f"{name}_without_eval"]) == 2
         assert all(seconds > 0 for seconds in runs[f"{name}_with_eval"] + runs[f"{name}_without_eval"])
     assert results["medians"]["content_check_seconds"] > 0 and results["maskable_weights"] > 0
+
+
+def test_the_timed_content_check_is_the_one_that_sees_data_edits():
+    """What `time_eval_and_content_check` times is the real check: scores edited through `.data` (which no version
+    counter sees) are refolded by it. A second such edit after it is not seen before the next `eval()` (the documented
+    rule), so the fold then in use shows that the timed call, not a later forward, made the check."""
+    from conftest import scrambled_model, tiny_config
+
+    from experiments.benchmark_eval_per_request import time_eval_and_content_check
+
+    model = scrambled_model(tiny_config())
+    modules = list(model.masked_modules.values())
+    for module in modules:
+        module.effective_weight()  # the folds a first eval-mode forward builds
+    module = modules[1]
+    stale = module.effective_weight().clone()
+    module.scores.data.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(1)))
+    expected = module.weight * module.mask_from_scores(module.scores).to(module.weight.dtype)
+    seconds = time_eval_and_content_check(model)
+    module.scores.data.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(2)))
+    assert all(value >= 0 for value in seconds)
+    assert not torch.equal(stale, expected) and torch.equal(module.effective_weight(), expected)
