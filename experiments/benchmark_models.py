@@ -1,15 +1,24 @@
 # Copyright 2026 The hf_supermask Authors. Licensed under the Apache License, Version 2.0.
 """Benchmark a supermask model against a stock `MarianMTModel` of the same shape (the logic of `scripts/benchmark.py`).
 
-For every shape, in ONE run, the two models are measured alternately (A B, then B A, ...) and the medians of the
-repetitions are reported with their ratio supermask / marian:
+For every shape, in ONE run, the two models are measured in back-to-back pairs, alternately (A B, then B A, ...):
 
 1. bytes on disk: the weights file, the whole saved folder (model + tokenizer files), bits per maskable weight;
 2. `from_pretrained` wall time in a fresh process (only the call is timed inside the subprocess; the import time and
    the parent-measured wall time of the whole process are reported too);
-3. translation throughput through `pipeline("translation")` on real Multi30k test sentences, greedy and beam search;
+3. translation throughput through `pipeline("translation")` on real Multi30k test sentences, greedy and beam search,
+   with `eval()` once and before each request; one fresh process per repetition, the models taking turns request by
+   request;
 4. `Seq2SeqTrainer` training step time and peak RSS, one fresh process per model and repetition;
 5. throughput of the random-weight regeneration and the time of the weights' fingerprint (supermask only).
+
+How a goal is judged, fixed before the runs it judges (`judge`): the ratio is the sum of the supermask's costs over
+the sum of Marian's, over every back-to-back pair (requests, training steps, loads, peak RSS: what a user waits for
+or holds in all), inverted for throughputs so that it stays supermask / marian. Its 95% interval is a percentile
+bootstrap over repetitions (`bootstrap_ratio_interval`: the pairs of one process are resampled together, since they
+share its luck). A goal is "met" when the whole interval meets it, "missed" when none of it does, and "not shown"
+otherwise: on a shared 2-core host single repetitions of one cell spread by 10-20%, so a point estimate alone can
+meet or miss a bound a few percent away by chance.
 
 The Marian model is `export_dense()` of the supermask model: a stock `MarianMTModel` of the same shape that computes
 the same function, so both models translate the same sentences into the same tokens (see `TRANSLATION_NOTE`).
@@ -18,6 +27,7 @@ the same function, so both models translate the same sentences into the same tok
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import tempfile
@@ -27,11 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from experiments.measure import (
+    BOOTSTRAP_RESAMPLES,
+    INTERVAL_CONFIDENCE,
+    bootstrap_ratio_interval,
     git_commit,
     machine_info,
     maskable_weights,
     median,
     peak_rss_mb,
+    ratio_of_sums,
     reset_peak_rss,
     rss_mb,
     run_worker_process,
@@ -62,8 +76,14 @@ class BenchmarkArguments:
     vocab_size: list[int] = field(default_factory=lambda: [8000, 8000], metadata={"help": "Vocabulary sizes."})
     density: float = field(default=0.5, metadata={"help": "Fraction of each weight tensor kept by its mask."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights (the config's `seed`)."})
-    repetitions: int = field(default=5, metadata={"help": "Repetitions of the in-process and from_pretrained timings."})
-    train_repetitions: int = field(default=3, metadata={"help": "Training runs (fresh processes) per model and shape."})
+    repetitions: int = field(
+        default=5,
+        metadata={
+            "help": "Repetitions of from_pretrained (a fresh process per model) and of translation (a fresh "
+            "process per repetition, every request of every beam size and mode, both models)."
+        },
+    )
+    train_repetitions: int = field(default=5, metadata={"help": "Training runs (fresh processes) per model and shape."})
     data_dir: str | None = field(default=None, metadata={"help": "Multi30k folder (default: ../shared/data/multi30k)."})
     num_sentences: int = field(default=128, metadata={"help": "Translate the first N test_2016_flickr.en lines."})
     batch_size: int = field(default=32, metadata={"help": "Pipeline batch size."})
@@ -294,42 +314,70 @@ def measure_from_pretrained(args: BenchmarkArguments, folders: dict[str, Path]) 
 
 
 def measure_translation(args: BenchmarkArguments, folders: dict[str, Path], sentences: list[str]) -> dict[str, Any]:
+    """Every cell (beam size x `eval()` once / per request), one fresh process per repetition. Returns per cell the
+    seconds of every request, by model and repetition."""
+    results: dict[str, Any] = {}
+    for repetition in range(args.repetitions):
+        spec = {
+            "worker": "experiments.benchmark_models:translate_worker",
+            "folders": {name: str(folder) for name, folder in folders.items()},
+            "sentences": sentences,
+            "batch_size": args.batch_size,
+            "num_beams": args.num_beams,
+            "max_new_tokens": args.max_new_tokens,
+            "fixed_length": args.fixed_length,
+            "repetition": repetition,
+            "threads": args.threads,
+        }
+        measured = run_worker_process(spec, args.in_process)
+        for key, cell in measured["cells"].items():
+            result = results.setdefault(
+                key,
+                {
+                    "request_seconds": {name: [] for name in MODELS},
+                    "mean_generated_tokens_first_batch": cell["mean_generated_tokens_first_batch"],
+                    "eval_per_request": cell["eval_per_request"],
+                },
+            )
+            for name in MODELS:
+                result["request_seconds"][name].append(cell["request_seconds"][name])
+    return results
+
+
+def translate_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """One repetition of every translation cell: both pipelines built (in alternating order), each beam size warmed up
+    on its first request, then every request timed, the two models taking turns."""
     import torch
     from transformers import pipeline
 
     import hf_supermask  # noqa: F401  (restores the "translation" task)
 
-    translators = {name: pipeline("translation", model=str(folders[name]), device="cpu") for name in MODELS}
-    results: dict[str, Any] = {}
-    for beams in args.num_beams:
-        generate = {"num_beams": beams, "max_new_tokens": args.max_new_tokens, "do_sample": False}
-        if args.fixed_length:
-            generate["min_new_tokens"] = args.max_new_tokens
+    sentences, batch_size = spec["sentences"], spec["batch_size"]
+    translators = {
+        name: pipeline("translation", model=spec["folders"][name], device="cpu")
+        for name in _alternating(spec["repetition"])
+    }
+    cells: dict[str, Any] = {}
+    for beams in spec["num_beams"]:
+        generate = {"num_beams": beams, "max_new_tokens": spec["max_new_tokens"], "do_sample": False}
+        if spec["fixed_length"]:
+            generate["min_new_tokens"] = spec["max_new_tokens"]
         lengths = {}
-        for name in MODELS:  # warm-up (dense caches, allocator), and a check of the generated lengths
+        for name in _alternating(spec["repetition"]):  # warm-up (allocator, caches), and a check of the lengths
             with torch.inference_mode():
-                out = translators[name](
-                    sentences[: args.batch_size], batch_size=args.batch_size, return_tensors=True, **generate
-                )
-            ids = [row["translation_token_ids"] for row in out]
+                out = translators[name](sentences[:batch_size], batch_size=batch_size, return_tensors=True, **generate)
             # Generated tokens: everything after the decoder start token.
-            lengths[name] = statistics.mean(int(row.numel()) - 1 for row in ids)
+            lengths[name] = statistics.mean(int(row["translation_token_ids"].numel()) - 1 for row in out)
         for eval_per_request in (False, True):
-            seconds: dict[str, list[float]] = {name: [] for name in MODELS}
-            for repetition in range(args.repetitions):
-                timed = _timed_translation(
-                    translators, sentences, args.batch_size, generate, eval_per_request, repetition
-                )
-                for name in MODELS:
-                    seconds[name].append(timed[name])
             key = f"beam{beams}_eval_per_request" if eval_per_request else f"beam{beams}"
-            results[key] = {
-                "seconds": seconds,
-                "sentences_per_second": {name: [len(sentences) / s for s in seconds[name]] for name in MODELS},
+            cells[key] = {
+                "request_seconds": _timed_translation(
+                    translators, sentences, batch_size, generate, eval_per_request, spec["repetition"]
+                ),
                 "mean_generated_tokens_first_batch": lengths,
                 "eval_per_request": eval_per_request,
             }
-    return results
+    return {"cells": cells}
 
 
 def _timed_translation(
@@ -339,19 +387,17 @@ def _timed_translation(
     generate: dict,
     eval_per_request: bool,
     repetition: int,
-) -> dict[str, float]:
-    """Seconds each model's pipeline takes to translate `sentences`, one request per batch: with `eval()` once (when
+) -> dict[str, list[float]]:
+    """Seconds each model's pipeline takes for each request (one per batch of `sentences`): with `eval()` once (when
     the pipeline was built), or as a server does, with `model.eval()` before each request (a common pattern; on
     unchanged scores it must cost nothing). The two modes differ in that call only.
 
     The models alternate request by request (A B, B A, ...), so each pair of requests is timed seconds apart and the
-    host's drift (runs of 128 sentences spread by 15-25% at d512 on a shared machine) falls on both models alike. (One
-    call of all the sentences per model, as this measured before, put them a whole run apart: its ratios moved by
-    up to 6% between two quiet runs of the same code.)"""
+    host's drift (runs of 128 sentences spread by 15-25% at d512 on a shared machine) falls on both models alike."""
     import torch
 
     requests = [sentences[i : i + batch_size] for i in range(0, len(sentences), batch_size)]
-    seconds = dict.fromkeys(translators, 0.0)
+    seconds: dict[str, list[float]] = {name: [] for name in translators}
     for index, request in enumerate(requests):
         for name in _alternating(repetition + index):
             translator = translators[name]
@@ -360,7 +406,7 @@ def _timed_translation(
                 translator.model.eval()
             with torch.inference_mode():
                 translator(request, batch_size=batch_size, **generate)
-            seconds[name] += time.perf_counter() - start
+            seconds[name].append(time.perf_counter() - start)
     return seconds
 
 
@@ -435,42 +481,73 @@ def measure_regeneration(args: BenchmarkArguments, config) -> dict[str, Any]:
 def _metric(
     unit: str,
     supermask: list[float] | float,
-    marian: list[float] | float | None = None,
+    marian: float | None = None,
     goal: str | None = None,
-    higher_is_better: bool = False,
     note: str | None = None,
 ) -> dict[str, Any]:
-    """One row: medians of both models, their ratio (supermask / marian), and whether the goal is met (judged on
-    the ratio of the medians; the median of the per-repetition ratios is reported next to it)."""
-    runs_s = supermask if isinstance(supermask, list) else [supermask]
-    entry: dict[str, Any] = {"unit": unit, "supermask": median(runs_s)}
+    """A row of numbers that are not timed in pairs: sizes (exact), or the supermask's own runs (their median)."""
+    entry: dict[str, Any] = {"unit": unit, "supermask": median(supermask) if isinstance(supermask, list) else supermask}
     if isinstance(supermask, list):
-        entry["supermask_runs"] = runs_s
+        entry["supermask_runs"] = supermask
     if marian is not None:
-        runs_m = marian if isinstance(marian, list) else [marian]
-        entry["marian"] = median(runs_m)
-        if isinstance(marian, list):
-            entry["marian_runs"] = runs_m
-        entry["ratio"] = entry["supermask"] / entry["marian"] if entry["marian"] else None
-        if isinstance(supermask, list) and isinstance(marian, list) and len(runs_s) == len(runs_m) > 1 and all(runs_m):
-            # Repetition i ran the two models back to back (A B, B A, ...): their ratio cancels slow load changes.
-            entry["paired_ratio_median"] = median([s / m for s, m in zip(runs_s, runs_m)])
-    entry["higher_is_better"] = higher_is_better
+        entry["marian"] = marian
+        entry["ratio"] = entry["supermask"] / marian
     if goal is not None:
-        entry["goal"] = goal
-        entry["met"] = _goal_met(goal, entry)
+        value = entry["ratio"] if goal.startswith("ratio") else entry["supermask"]
+        _add_verdict(entry, goal, value, value)
     if note:
         entry["note"] = note
     return entry
 
 
-def _goal_met(goal: str, entry: dict[str, Any]) -> bool:
-    """Goals are written `ratio <= x`, `ratio >= x` or `value <= x` (value: the supermask number)."""
-    subject, operator, bound = goal.split()
-    value = entry["ratio"] if subject == "ratio" else entry["supermask"]
-    numerator, _, denominator = bound.partition("/")  # "1.5" or "1/25"
-    bound = float(numerator) / float(denominator or 1)
-    return value <= bound if operator == "<=" else value >= bound
+def _paired_metric(
+    unit: str,
+    clusters: list[list[tuple[float, float]]],
+    goal: str | None = None,
+    items_per_repetition: int | None = None,
+    note: str | None = None,
+) -> dict[str, Any]:
+    """A row of costs measured in back-to-back (supermask, marian) pairs, one list of pairs per repetition: seconds
+    or megabytes, shown as their mean, or with `items_per_repetition` (sentences) as a throughput, items per second
+    over all repetitions. The ratio (supermask / marian) and its interval are `ratio_of_sums` and
+    `bootstrap_ratio_interval` of the costs, inverted for a throughput; the goal is judged on the interval (`judge`)."""
+    costs = {name: [pair[index] for cluster in clusters for pair in cluster] for index, name in enumerate(MODELS)}
+    cost_ratio, interval = ratio_of_sums(clusters), bootstrap_ratio_interval(clusters)
+    entry: dict[str, Any] = {"unit": unit, "pairs": len(costs["supermask"]), "repetitions": len(clusters)}
+    for index, name in enumerate(MODELS):
+        per_repetition = [sum(pair[index] for pair in cluster) for cluster in clusters]
+        if items_per_repetition:
+            entry[name] = items_per_repetition * len(clusters) / sum(costs[name])
+            entry[f"{name}_runs"] = [items_per_repetition / total for total in per_repetition]
+        else:
+            entry[name] = sum(costs[name]) / len(costs[name])
+            entry[f"{name}_runs"] = [total / len(cluster) for total, cluster in zip(per_repetition, clusters)]
+    entry["ratio"] = 1 / cost_ratio if items_per_repetition else cost_ratio
+    entry["interval"] = None
+    if interval is not None:
+        low, high = interval
+        entry["interval"] = [1 / high, 1 / low] if items_per_repetition else [low, high]
+    if goal is not None:  # one repetition shows no spread: then its goal is not shown either way
+        _add_verdict(entry, goal, *(entry["interval"] or (-math.inf, math.inf)))
+    if note:
+        entry["note"] = note
+    return entry
+
+
+def judge(goal: str, low: float, high: float) -> str:
+    """ "met" when every value of [low, high] meets `goal`, "missed" when none does, else "not shown". Goals are
+    written `ratio <= x`, `ratio >= x` or `value <= x` (value: the supermask number); x may be a fraction ("1/25")."""
+    _, operator, bound = goal.split()
+    numerator, _, denominator = bound.partition("/")
+    limit = float(numerator) / float(denominator or 1)
+    meets = [value <= limit if operator == "<=" else value >= limit for value in (low, high)]
+    return "met" if all(meets) else "missed" if not any(meets) else "not shown"
+
+
+def _add_verdict(entry: dict[str, Any], goal: str, low: float, high: float) -> None:
+    entry["goal"] = goal
+    entry["verdict"] = judge(goal, low, high)
+    entry["met"] = entry["verdict"] == "met"
 
 
 def benchmark_shape(
@@ -557,12 +634,16 @@ def _size_metrics(sizes: dict[str, Any], shape: dict[str, int]) -> dict[str, Any
     }
 
 
+def _pairs(runs: dict[str, dict[str, list]], key: str) -> list[list[tuple[float, float]]]:
+    """One (supermask, marian) pair per repetition of `key`, each its own cluster."""
+    return [[pair] for pair in zip(runs["supermask"][key], runs["marian"][key])]
+
+
 def _load_metrics(args: BenchmarkArguments, loads: dict[str, Any]) -> dict[str, Any]:
     metrics = {
-        "from_pretrained_seconds": _metric(
+        "from_pretrained_seconds": _paired_metric(
             "s",
-            loads["supermask"]["from_pretrained_seconds"],
-            loads["marian"]["from_pretrained_seconds"],
+            _pairs(loads, "from_pretrained_seconds"),
             goal="ratio <= 1.5",
             note="only the from_pretrained call, timed inside a fresh process (AutoModelForSeq2SeqLM after `import "
             "hf_supermask`)"
@@ -571,16 +652,14 @@ def _load_metrics(args: BenchmarkArguments, loads: dict[str, Any]) -> dict[str, 
         ),
     }
     if not args.in_process:
-        metrics["load_process_total_seconds"] = _metric(
+        metrics["load_process_total_seconds"] = _paired_metric(
             "s",
-            loads["supermask"]["process_total_seconds"],
-            loads["marian"]["process_total_seconds"],
+            _pairs(loads, "process_total_seconds"),
             note="wall time of the whole fresh process (interpreter start, imports, from_pretrained), from the parent",
         )
-        metrics["load_process_import_seconds"] = _metric(
+        metrics["load_process_import_seconds"] = _paired_metric(
             "s",
-            loads["supermask"]["import_seconds"],
-            loads["marian"]["import_seconds"],
+            _pairs(loads, "import_seconds"),
             note="imports inside the fresh process, before from_pretrained (torch, transformers, hf_supermask)",
         )
     return metrics
@@ -594,14 +673,15 @@ def _translation_metrics(args: BenchmarkArguments, translation: dict[str, Any], 
         how = f"one request per batch of {args.batch_size}, " + (
             "`model.eval()` before each" if per_request else "`eval()` once"
         )
-        metrics[f"translation_{label}_sentences_per_second"] = _metric(
+        seconds = result["request_seconds"]
+        metrics[f"translation_{label}_sentences_per_second"] = _paired_metric(
             "sentences/s",
-            result["sentences_per_second"]["supermask"],
-            result["sentences_per_second"]["marian"],
+            [list(zip(*repetition)) for repetition in zip(seconds["supermask"], seconds["marian"])],
             goal="ratio >= 0.95",
-            higher_is_better=True,
-            note=f"pipeline('translation'), {num_sentences} Multi30k test sentences, {how}, "
-            f"num_beams={beams}, max_new_tokens={args.max_new_tokens}"
+            items_per_repetition=num_sentences,
+            note=f"pipeline('translation'), {num_sentences} Multi30k test sentences per repetition (a fresh process), "
+            f"{how}, the models taking turns request by request, num_beams={beams}, max_new_tokens="
+            f"{args.max_new_tokens}"
             + (" = min_new_tokens" if args.fixed_length else "")
             + f"; mean generated tokens (first batch) {result['mean_generated_tokens_first_batch']}",
         )
@@ -609,28 +689,27 @@ def _translation_metrics(args: BenchmarkArguments, translation: dict[str, Any], 
 
 
 def _training_metrics(args: BenchmarkArguments, training: dict[str, Any]) -> dict[str, Any]:
+    steps = [list(zip(s, m)) for s, m in zip(training["supermask"]["step_seconds"], training["marian"]["step_seconds"])]
     return {
-        "train_step_seconds": _metric(
+        "train_step_seconds": _paired_metric(
             "s",
-            training["supermask"]["median_step_seconds"],
-            training["marian"]["median_step_seconds"],
+            steps,
             goal="ratio <= 1.3",
-            note=f"Seq2SeqTrainer, batch {args.train_batch_size} real train pairs, median of {args.train_steps} steps "
-            f"after {args.warmup_steps} warm-up steps, per run; median over runs",
+            note=f"Seq2SeqTrainer, batch {args.train_batch_size} real train pairs, {args.train_steps} steps after "
+            f"{args.warmup_steps} warm-up steps per run, {args.train_repetitions} runs per model (fresh processes); "
+            "mean step time, each step paired with the same step (the same batch) of the other model's run",
         ),
-        "train_peak_rss_mb": _metric(
+        "train_peak_rss_mb": _paired_metric(
             "MB",
-            training["supermask"]["peak_rss_mb"],
-            training["marian"]["peak_rss_mb"],
+            _pairs(training, "peak_rss_mb"),
             goal="ratio <= 1.2",
             note="peak RSS of the whole training process (VmHWM), imports and data included"
             if not args.in_process
             else "peak RSS (VmHWM) of this process while training (--in_process: reset before, so only indicative)",
         ),
-        "train_peak_rss_above_baseline_mb": _metric(
+        "train_peak_rss_above_baseline_mb": _paired_metric(
             "MB",
-            training["supermask"]["peak_rss_above_baseline_mb"],
-            training["marian"]["peak_rss_above_baseline_mb"],
+            _pairs(training, "peak_rss_above_baseline_mb"),
             note="peak RSS minus the RSS just before the model is built (model, gradients, optimizer, activations)",
         ),
     }
@@ -721,12 +800,14 @@ def format_markdown(results: dict[str, Any]) -> str:
         f"{machine['numpy']}, Python {machine['python']}. Load average at start {machine['load_average_at_start']}, "
         f"at end {machine.get('load_average_at_end')} (the machine is shared: timings are noisy).",
         "",
-        f"Medians of {settings['repetitions']} repetitions ({settings['train_repetitions']} training runs per model), "
-        "the two models alternating (A B, B A, ...); ratio = supermask / marian, the ratio of the two medians (goals "
-        "are judged on it); paired ratio = the median of the per-repetition ratios (each repetition runs the two "
-        "models back to back, so this one cancels slow changes of the machine's load). The Marian model is "
-        "`export_dense()` of the supermask model: a stock `MarianMTModel` of the same shape computing the same "
-        "function.",
+        f"{settings['repetitions']} repetitions of loading and translation, {settings['train_repetitions']} training "
+        "runs per model; the two models are measured in back-to-back pairs, alternating (A B, B A, ...). Times and "
+        "sizes are means over every pair (throughputs: sentences over all seconds). Ratio = supermask / marian, the "
+        "ratio of the two sums over all pairs; interval: its "
+        f"{INTERVAL_CONFIDENCE:.0%} percentile bootstrap over repetitions ({BOOTSTRAP_RESAMPLES} resamples, the pairs "
+        "of one repetition together). A goal is met when the whole interval meets it, missed when none of it does, "
+        "else not shown (the rule was fixed before the run). The Marian model is `export_dense()` of the supermask "
+        "model: a stock `MarianMTModel` of the same shape computing the same function.",
         "",
         f"Translation lengths: {results['translation_length_note']}",
         "",
@@ -735,18 +816,18 @@ def format_markdown(results: dict[str, Any]) -> str:
         lines += [
             f"## {shape['name']}",
             "",
-            "| metric | supermask | marian | ratio | paired ratio | goal | met |",
-            "|---|---:|---:|---:|---:|---|---|",
+            f"| metric | supermask | marian | ratio | {INTERVAL_CONFIDENCE:.0%} interval | goal | verdict |",
+            "|---|---:|---:|---:|---|---|---|",
         ]
         for name, entry in shape["metrics"].items():
             unit = entry["unit"]
             marian = _format_number(entry["marian"], unit) if "marian" in entry else ""
             ratio = f"{entry['ratio']:.3f}" if "ratio" in entry else ""
-            paired = f"{entry['paired_ratio_median']:.3f}" if "paired_ratio_median" in entry else ""
-            met = {True: "yes", False: "**no**"}.get(entry.get("met"), "")
+            interval = "{:.3f}-{:.3f}".format(*entry["interval"]) if entry.get("interval") else ""
+            verdict = entry.get("verdict", "")
             lines.append(
-                f"| {name} ({unit}) | {_format_number(entry['supermask'], unit)} | {marian} | {ratio} | {paired} | "
-                f"{entry.get('goal', '')} | {met} |"
+                f"| {name} ({unit}) | {_format_number(entry['supermask'], unit)} | {marian} | {ratio} | {interval} | "
+                f"{entry.get('goal', '')} | {verdict if verdict == 'met' else f'**{verdict}**' if verdict else ''} |"
             )
         sizes = shape["sizes"]
         lines += [
@@ -765,4 +846,4 @@ def format_markdown(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BenchmarkArguments", "TRANSLATION_NOTE", "format_markdown", "run_benchmark"]
+__all__ = ["BenchmarkArguments", "TRANSLATION_NOTE", "format_markdown", "judge", "run_benchmark"]

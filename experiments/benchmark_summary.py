@@ -5,7 +5,8 @@
         benchmarks/benchmark_results_transformers-5.25.json --output_markdown benchmarks/benchmark_summary.md
 
 Each run keeps its own full table; this one shows, per shape and metric with a goal, every run's ratio
-(supermask / MarianMTModel) and whether the goal is met, with the release and CPU that measured it.
+(supermask / MarianMTModel), its 95% interval and the verdict on the goal (met, missed, or not shown: the rule is
+`experiments.benchmark_models.judge`), with the release and CPU that measured it.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ def format_summary(runs: list[dict[str, Any]], paths: list[str]) -> str:
             f"{[round(x, 2) for x in machine['load_average_at_start']]}; commit {run.get('git_commit')}; command "
             f"`{run.get('command')}`"
         )
-    lines += ["", "Ratio = supermask / MarianMTModel (medians); the goal is judged on it.", ""]
+    lines += [
+        "",
+        "Ratio = supermask / MarianMTModel over all back-to-back pairs, [its 95% bootstrap interval]; a goal is met "
+        "when the whole interval meets it, missed when none of it does, else not shown.",
+        "",
+    ]
     shapes = {shape["name"]: {} for run in runs for shape in run["shapes"]}
     for index, run in enumerate(runs):
         for shape in run["shapes"]:
@@ -60,7 +66,9 @@ def format_summary(runs: list[dict[str, Any]], paths: list[str]) -> str:
                     cells.append("not run")
                     continue
                 value = entry["ratio"] if goal.startswith("ratio") else entry["supermask"]
-                cells.append(f"{value:.3f} " + ("yes" if entry["met"] else "**no**"))
+                interval = " [{:.3f}, {:.3f}]".format(*entry["interval"]) if entry.get("interval") else ""
+                verdict = entry["verdict"] if entry["verdict"] == "met" else f"**{entry['verdict']}**"
+                cells.append(f"{value:.3f}{interval} {verdict}")
             lines.append(f"| {metric} | {goal} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines)

@@ -147,6 +147,39 @@ def median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+INTERVAL_CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 10_000
+
+
+def ratio_of_sums(clusters: list[list[tuple[float, float]]]) -> float:
+    """sum(a) / sum(b) over every (a, b) pair of every cluster."""
+    return sum(a for cluster in clusters for a, _ in cluster) / sum(b for cluster in clusters for _, b in cluster)
+
+
+def bootstrap_ratio_interval(
+    clusters: list[list[tuple[float, float]]],
+    confidence: float = INTERVAL_CONFIDENCE,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap interval of `ratio_of_sums(clusters)`, resampling whole clusters.
+
+    A cluster is what one repetition measured (one fresh process, or one back-to-back pair of processes): pairs
+    inside it share that process's luck (memory placement, the host's load at the time), so they are resampled
+    together and the interval counts that luck as noise instead of as evidence. Seeded: the same numbers give the
+    same interval. None for a single cluster: one repetition shows no spread."""
+    import numpy as np
+
+    if len(clusters) < 2:
+        return None
+    sums = np.array([[sum(a for a, _ in cluster), sum(b for _, b in cluster)] for cluster in clusters])
+    picks = np.random.default_rng(seed).integers(0, len(clusters), size=(resamples, len(clusters)))
+    ratios = sums[picks, 0].sum(axis=1) / sums[picks, 1].sum(axis=1)
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(ratios, [tail, 1 - tail])
+    return float(low), float(high)
+
+
 def run_worker(spec: dict[str, Any], start: float | None = None) -> dict[str, Any]:
     """Run the worker named by `spec["worker"]` (`module:function`) on `spec` and return its numbers, with the
     import time of the process when `start` (its first instant) is given."""

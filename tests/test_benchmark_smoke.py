@@ -63,16 +63,20 @@ def _check_results(results: dict, expected_metrics: set[str]) -> None:
             if name in COMPARED:
                 assert _positive(entry["marian"]) and _positive(entry["ratio"]), (shape["name"], name, entry)
                 assert entry["ratio"] == pytest.approx(entry["supermask"] / entry["marian"])
+            if name in COMPARED - {"weights_file_bytes", "folder_bytes"}:  # measured in pairs
+                # Smoke runs are one repetition: no spread, so no interval, and no goal shown either way.
+                assert entry["interval"] is None and entry.get("verdict", "not shown") == "not shown", (name, entry)
             for runs in ("supermask_runs", "marian_runs"):
                 assert all(_positive(v) for v in entry.get(runs, [])), (shape["name"], name, runs)
             if "goal" in entry:
-                assert isinstance(entry["met"], bool)
+                assert entry["verdict"] in ("met", "missed", "not shown")
+                assert entry["met"] is (entry["verdict"] == "met")
         # A packed mask is a bit per weight, plus the safetensors header.
         assert 1.0 <= metrics["bits_per_maskable_weight"]["supermask"] < 2.0
         assert metrics["weights_file_bytes"]["ratio"] < 0.1
         lengths = shape["raw"]["translation"]["beam1"]["mean_generated_tokens_first_batch"]
         assert lengths["supermask"] == lengths["marian"] == 4  # fixed length: min_new_tokens = max_new_tokens
-    assert "| metric | supermask | marian | ratio | paired ratio | goal | met |" in results["markdown"]
+    assert "| metric | supermask | marian | ratio | 95% interval | goal | verdict |" in results["markdown"]
 
 
 def test_smoke_benchmark_in_process(tmp_path):
@@ -96,13 +100,12 @@ def test_smoke_benchmark_in_process(tmp_path):
     # Two runs side by side (here the same one twice, as if from two transformers releases).
     other = json.loads(json.dumps(results))
     other["machine"]["transformers"] = "9.9.9"
-    other["shapes"][0]["metrics"]["train_step_seconds"]["met"] = not results["shapes"][0]["metrics"][
-        "train_step_seconds"
-    ]["met"]
+    results["shapes"][0]["metrics"]["train_step_seconds"]["verdict"] = "met"
+    other["shapes"][0]["metrics"]["train_step_seconds"]["verdict"] = "not shown"
     summary = format_summary([results, other], ["a.json", "b.json"])
     assert f"| transformers {results['machine']['transformers']} | transformers 9.9.9 |" in summary
     row = next(line for line in summary.splitlines() if line.startswith("| train_step_seconds |"))
-    assert row.count("yes") == 1 and row.count("**no**") == 1
+    assert row.count(" met") == 1 and row.count("**not shown**") == 1
     assert "translation_greedy_eval_per_request_sentences_per_second" in summary
 
 
@@ -152,7 +155,7 @@ def test_per_request_translation_calls_eval_before_each_batch_alternating_the_mo
     sentences = [f"s{i}" for i in range(5)]
     first, second = MODELS
     seconds = _timed_translation({n: Translator(n) for n in MODELS}, sentences, 2, {}, True, repetition=0)
-    assert set(seconds) == set(MODELS) and all(s > 0 for s in seconds.values())
+    assert set(seconds) == set(MODELS) and all(len(s) == 3 and min(s) > 0 for s in seconds.values())
     assert calls == [
         (first, ["s0", "s1"], 1),
         (second, ["s0", "s1"], 1),
@@ -206,3 +209,44 @@ def test_the_timed_content_check_is_the_one_that_sees_data_edits():
     module.scores.data.copy_(torch.randn(module.shape, generator=torch.Generator().manual_seed(2)))
     assert all(value >= 0 for value in seconds)
     assert not torch.equal(stale, expected) and torch.equal(module.effective_weight(), expected)
+
+
+def test_a_goal_is_met_only_when_its_whole_interval_meets_it():
+    from experiments.benchmark_models import judge
+
+    assert judge("ratio >= 0.95", 0.96, 1.02) == "met"
+    assert judge("ratio >= 0.95", 0.94, 1.02) == "not shown"
+    assert judge("ratio >= 0.95", 0.90, 0.949) == "missed"
+    assert judge("ratio <= 1.3", 1.1, 1.3) == "met"
+    assert judge("ratio <= 1.3", 1.25, 1.35) == "not shown"
+    assert judge("ratio <= 1/25", 0.05, 0.05) == "missed"
+    assert judge("value <= 1.01", 1.002, 1.002) == "met"
+
+
+def test_the_ratio_interval_resamples_whole_repetitions():
+    from experiments.measure import bootstrap_ratio_interval, ratio_of_sums
+
+    # Every pair of a repetition agrees, repetitions disagree: the interval must span the repetitions' own ratios
+    # (resampling single pairs would have shrunk it about the pooled ratio, as if 40 independent draws).
+    clusters = [[(1.0 + 0.2 * (r % 2), 1.0)] * 20 for r in range(4)]
+    low, high = bootstrap_ratio_interval(clusters)
+    assert ratio_of_sums(clusters) == pytest.approx(1.1)
+    assert low < 1.05 and high > 1.15
+    assert bootstrap_ratio_interval(clusters) == (low, high)  # seeded
+    # Repetitions that agree leave no doubt.
+    assert bootstrap_ratio_interval([[(1.2, 1.0), (2.4, 2.0)]] * 5) == pytest.approx((1.2, 1.2))
+    assert bootstrap_ratio_interval([[(1.2, 1.0), (2.4, 2.0)]]) is None  # one repetition: no spread to show
+
+
+def test_a_throughput_row_inverts_the_cost_ratio_and_its_interval():
+    from experiments.benchmark_models import _paired_metric
+
+    # Three repetitions of 64 sentences in two requests each; the supermask takes 1.02-1.04x Marian's seconds.
+    clusters = [[(1.02, 1.0), (2.04, 2.0)], [(1.03, 1.0), (2.06, 2.0)], [(1.04, 1.0), (2.08, 2.0)]]
+    entry = _paired_metric("sentences/s", clusters, goal="ratio >= 0.95", items_per_repetition=64)
+    assert entry["supermask"] == pytest.approx(192 / (3.06 + 3.09 + 3.12))
+    assert entry["ratio"] == pytest.approx(entry["supermask"] / entry["marian"]) == pytest.approx(9 / 9.27)
+    low, high = entry["interval"]
+    assert 1 / 1.04 - 1e-9 <= low < entry["ratio"] < high <= 1 / 1.02 + 1e-9
+    assert entry["verdict"] == "met" and entry["pairs"] == 6 and entry["repetitions"] == 3
+    assert _paired_metric("s", clusters, goal="ratio <= 1.03")["verdict"] == "not shown"
