@@ -250,3 +250,28 @@ def test_a_throughput_row_inverts_the_cost_ratio_and_its_interval():
     assert 1 / 1.04 - 1e-9 <= low < entry["ratio"] < high <= 1 / 1.02 + 1e-9
     assert entry["verdict"] == "met" and entry["pairs"] == 6 and entry["repetitions"] == 3
     assert _paired_metric("s", clusters, goal="ratio <= 1.03")["verdict"] == "not shown"
+
+
+def test_the_training_profile_finds_the_mask_work_in_the_supermask_step_only(tmp_path):
+    from experiments.benchmark_models import (
+        BenchmarkArguments,
+        prepare_training_data,
+        save_models,
+        shape_config,
+        train_benchmark_tokenizer,
+    )
+    from experiments.profile_training_step import profile_worker
+
+    bench = BenchmarkArguments(smoke=True, data_dir=str(DATA_DIR))
+    tokenizer = train_benchmark_tokenizer(bench, 320)
+    folders = save_models(shape_config(bench, bench.shapes()[0], tokenizer), tokenizer, tmp_path)
+    prepare_training_data(bench, tokenizer, tmp_path / "rows.json")
+    own = {}
+    for name in ("supermask", "marian"):
+        spec = {"model": name, "folder": str(folders["supermask"]), "data_file": str(tmp_path / "rows.json")}
+        spec |= {"batch_size": 8, "train_steps": 2, "warmup_steps": 1, "in_process": True}
+        result = profile_worker(spec)
+        assert result["mean_step_seconds"] > 0
+        own[name] = result["own_seconds"]
+    assert any("topk_mask" in function for function in own["supermask"])
+    assert not any("topk_mask" in function for function in own["marian"])
