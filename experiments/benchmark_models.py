@@ -511,17 +511,17 @@ def _paired_metric(
     or megabytes, shown as their mean, or with `items_per_repetition` (sentences) as a throughput, items per second
     over all repetitions. The ratio (supermask / marian) and its interval are `ratio_of_sums` and
     `bootstrap_ratio_interval` of the costs, inverted for a throughput; the goal is judged on the interval (`judge`)."""
-    costs = {name: [pair[index] for cluster in clusters for pair in cluster] for index, name in enumerate(MODELS)}
     cost_ratio, interval = ratio_of_sums(clusters), bootstrap_ratio_interval(clusters)
-    entry: dict[str, Any] = {"unit": unit, "pairs": len(costs["supermask"]), "repetitions": len(clusters)}
+    sizes = [len(cluster) for cluster in clusters]
+    entry: dict[str, Any] = {"unit": unit, "pairs": sum(sizes), "repetitions": len(clusters)}
     for index, name in enumerate(MODELS):
-        per_repetition = [sum(pair[index] for pair in cluster) for cluster in clusters]
+        totals = [sum(pair[index] for pair in cluster) for cluster in clusters]  # per repetition
         if items_per_repetition:
-            entry[name] = items_per_repetition * len(clusters) / sum(costs[name])
-            entry[f"{name}_runs"] = [items_per_repetition / total for total in per_repetition]
+            entry[name] = items_per_repetition * len(clusters) / sum(totals)
+            entry[f"{name}_runs"] = [items_per_repetition / total for total in totals]
         else:
-            entry[name] = sum(costs[name]) / len(costs[name])
-            entry[f"{name}_runs"] = [total / len(cluster) for total, cluster in zip(per_repetition, clusters)]
+            entry[name] = sum(totals) / sum(sizes)
+            entry[f"{name}_runs"] = [total / size for total, size in zip(totals, sizes)]
     entry["ratio"] = 1 / cost_ratio if items_per_repetition else cost_ratio
     entry["interval"] = None
     if interval is not None:
@@ -535,8 +535,9 @@ def _paired_metric(
 
 
 def judge(goal: str, low: float, high: float) -> str:
-    """ "met" when every value of [low, high] meets `goal`, "missed" when none does, else "not shown". Goals are
-    written `ratio <= x`, `ratio >= x` or `value <= x` (value: the supermask number); x may be a fraction ("1/25")."""
+    """The verdict on `goal` from an interval: "met" when every value of [low, high] meets it, "missed" when none
+    does, else "not shown". Goals are written `ratio <= x`, `ratio >= x` or `value <= x` (value: the supermask
+    number); x may be a fraction ("1/25")."""
     _, operator, bound = goal.split()
     numerator, _, denominator = bound.partition("/")
     limit = float(numerator) / float(denominator or 1)
@@ -553,7 +554,7 @@ def _add_verdict(entry: dict[str, Any], goal: str, low: float, high: float) -> N
 def benchmark_shape(
     args: BenchmarkArguments, shape: dict[str, int], tokenizer, sentences: list[str], folder: Path, log=print
 ) -> dict[str, Any]:
-    """Both models at one shape: their measurements, and the metrics made of them (medians, ratios, goals)."""
+    """Both models at one shape: their measurements, and the metrics made of them (means, ratios, verdicts)."""
     name = shape_name(shape)
     config = shape_config(args, shape, tokenizer)
     measured = measure_shape(args, config, tokenizer, sentences, folder, log=lambda message: log(f"[{name}] {message}"))
