@@ -7,6 +7,8 @@ import torch
 
 from hf_supermask.modeling.binarizers import (
     MaskedWeightProduct,
+    ScratchBuffers,
+    kth_largest,
     num_kept,
     pack_mask,
     packed_size,
@@ -67,3 +69,167 @@ def test_scores_rebuilt_from_a_mask_select_it_and_stay_trainable(score_init):
     assert torch.equal(torch.sign(rebuilt), torch.sign(initial))
     margin = rebuilt.abs()[target].min() - rebuilt.abs()[~target].max()
     assert 0 < margin < 1e-2 * initial.abs().max()
+
+
+def _partition_kth_largest(values, k):
+    import numpy as np
+
+    return np.partition(values, values.size - k)[values.size - k]
+
+
+CASES = ["spread", "few_values", "many_ties", "sorted", "nan", "small", "sample_misses"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_kth_largest_is_exactly_what_a_full_partition_gives(case):
+    """The sampled bracket is a shortcut only: every k, ties, sorted input (a sample of one end), NaN, small arrays,
+    and a sample that sees only zeros (its bracket holds exactly the values ranked below the k-th)."""
+    import numpy as np
+
+    from hf_supermask.modeling.binarizers import _SAMPLE_STRIDE
+
+    rng = np.random.default_rng(CASES.index(case))
+    for _ in range(40):
+        size = int(rng.integers(1000, 4000)) if case == "small" else int(rng.integers(1 << 16, 200_000))
+        values = np.abs(rng.standard_normal(size)).astype(np.float32)
+        if case == "few_values":
+            values = rng.integers(0, 7, size).astype(np.float32)
+        elif case == "many_ties":
+            values[rng.integers(0, size, size // 2)] = values[0]
+        elif case == "sorted":
+            values.sort()
+        elif case == "nan":
+            values[rng.integers(0, size, int(rng.integers(1, 4)))] = np.nan
+        ks = [1, int(rng.integers(1, size)), size // 2, size]
+        if case == "sample_misses":
+            values[::_SAMPLE_STRIDE] = 0.0
+            ks.append(size - values[::_SAMPLE_STRIDE].size)
+        for k in ks:
+            got, expected = kth_largest(values, k), _partition_kth_largest(values, k)
+            assert got == expected or (np.isnan(got) and np.isnan(expected)), (case, size, k)
+
+
+def test_kth_largest_takes_the_shortcut_on_large_arrays(monkeypatch):
+    """The whole array is partitioned only when the sample misses (never on i.i.d. scores) or NaN is present."""
+    import numpy as np
+
+    from hf_supermask.modeling import binarizers
+
+    sizes = []
+    real = np.partition
+    monkeypatch.setattr(binarizers.np, "partition", lambda a, kth: sizes.append(a.size) or real(a, kth))
+    values = np.abs(np.random.default_rng(0).standard_normal(1 << 18)).astype(np.float32)
+    kth_largest(values, values.size // 2)
+    assert sizes and max(sizes) < values.size // 10
+    values[3] = np.nan
+    kth_largest(values, values.size // 2)
+    assert sizes[-1] == values.size
+
+
+def _fused_and_unfused(module, hidden, upstream):
+    """(output, scores grad, hidden grad) of a training-mode MaskedLinear, fused and through MaskedWeightProduct."""
+    results = []
+    for fused in (True, False):
+        module.scores.grad = None
+        inputs = hidden.detach().clone().requires_grad_(True)
+        if fused:
+            output = module(inputs)
+        else:
+            free = module.frozen_layout()[0] if module.num_frozen else None
+            weight = MaskedWeightProduct.apply(module.scores, module.weight, module.current_mask(), free)
+            output = torch.nn.functional.linear(inputs, weight)
+        (output.float() * upstream).sum().backward()
+        results.append((output.detach(), module.scores.grad.clone(), inputs.grad.clone()))
+    return results
+
+
+@pytest.mark.parametrize("overrides", [{}, {"frozen_fraction": 0.3}, {"coats": 3}], ids=["plain", "frozen", "coats"])
+def test_the_fused_masked_linear_computes_the_straight_through_step_exactly(overrides):
+    """MaskedLinearFunction (the masked weight built in scratch memory, rebuilt in backward) gives the output and the
+    gradients of F.linear over MaskedWeightProduct, bit for bit."""
+    from conftest import tiny_config
+
+    from hf_supermask import SupermaskForConditionalGeneration
+
+    model = SupermaskForConditionalGeneration(tiny_config(**overrides)).train()
+    for name in ("model.encoder.layers.0.fc1", "model.decoder.layers.1.encoder_attn.k_proj"):
+        module = model.get_submodule(name)
+        hidden = torch.randn(3, 5, module.shape[1], generator=torch.Generator().manual_seed(0))
+        upstream = torch.randn(3, 5, module.shape[0], generator=torch.Generator().manual_seed(1))
+        (out, scores_grad, hidden_grad), (ref_out, ref_scores_grad, ref_hidden_grad) = _fused_and_unfused(
+            module, hidden, upstream
+        )
+        assert torch.equal(out, ref_out) and torch.equal(hidden_grad, ref_hidden_grad), name
+        assert torch.equal(scores_grad, ref_scores_grad) and scores_grad.abs().sum() > 0, name
+        if module.num_frozen:
+            assert not scores_grad[~module.frozen_layout()[0]].any()
+
+
+def test_the_fused_masked_linear_under_autocast_and_in_bfloat16():
+    """Autocast (bfloat16 products, float32 inputs) and a bfloat16 model: the float32 scores get float32 gradients
+    that agree with the unfused path's to bfloat16 precision."""
+    from conftest import tiny_config
+
+    from hf_supermask import SupermaskForConditionalGeneration
+
+    model = SupermaskForConditionalGeneration(tiny_config()).train()
+    module = model.model.encoder.layers[0].fc1
+    hidden = torch.randn(4, 6, module.shape[1], generator=torch.Generator().manual_seed(0))
+    upstream = torch.randn(4, 6, module.shape[0], generator=torch.Generator().manual_seed(1))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (out, scores_grad, hidden_grad), (ref_out, ref_scores_grad, ref_hidden_grad) = _fused_and_unfused(
+            module, hidden, upstream
+        )
+    assert out.dtype == torch.bfloat16 and scores_grad.dtype == torch.float32 and hidden_grad.dtype == torch.float32
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(scores_grad, ref_scores_grad, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(hidden_grad, ref_hidden_grad, rtol=2e-2, atol=2e-2)
+    model.to(torch.bfloat16)
+    (out, scores_grad, _), (ref_out, ref_scores_grad, _) = _fused_and_unfused(module, hidden.bfloat16(), upstream)
+    assert out.dtype == torch.bfloat16 and scores_grad.dtype == torch.float32
+    torch.testing.assert_close(out, ref_out)
+    torch.testing.assert_close(scores_grad, ref_scores_grad, rtol=2e-2, atol=2e-2)
+
+
+def test_a_training_forward_keeps_no_masked_weight_for_backward(tiny_tokenizer):
+    """What a training step saves for backward: the linear layers' inputs, scores, weights and masks, but no
+    weight-sized masked copy (each would be fresh memory at every step: the cost the fused Function removes)."""
+    from conftest import tiny_config
+
+    from hf_supermask import SupermaskForConditionalGeneration
+
+    model = SupermaskForConditionalGeneration(tiny_config(vocab_size=len(tiny_tokenizer))).train()
+    linear_shapes = {module.shape for name, module in model.masked_modules.items() if "shared" not in name}
+    own = {t.data_ptr() for module in model.masked_modules.values() for t in (module.scores, module.weight)}
+    saved = []
+    batch = tiny_tokenizer(["A man rides a bike."], text_target=["Ein Mann fährt Rad."], return_tensors="pt")
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        model(**batch).loss.backward()
+    masked_copies = [
+        t for t in saved if t.is_floating_point() and tuple(t.shape) in linear_shapes and t.data_ptr() not in own
+    ]
+    assert not masked_copies
+    assert all(module.scores.grad is not None for module in model.masked_modules.values())
+
+
+def test_scratch_buffers_are_reused_per_thread_and_not_copied():
+    import copy
+    import pickle
+    import threading
+
+    scratch = ScratchBuffers()
+    first = scratch.get("slot", (4, 8), torch.float32, torch.device("cpu"))
+    again = scratch.get("slot", (2, 8), torch.float32, torch.device("cpu"))
+    assert again.data_ptr() == first.data_ptr() and again.shape == (2, 8)
+    assert scratch.get("other", (4, 8), torch.float32, "cpu").data_ptr() != first.data_ptr()
+    assert scratch.get("slot", (4, 16), torch.float32, "cpu").numel() == 64  # grown
+    elsewhere = []
+    thread = threading.Thread(target=lambda: elsewhere.append(scratch.get("slot", (4, 8), torch.float32, "cpu")))
+    thread.start()
+    thread.join()
+    assert elsewhere[0].data_ptr() != scratch.get("slot", (4, 8), torch.float32, "cpu").data_ptr()
+    for copied in (copy.deepcopy(scratch), pickle.loads(pickle.dumps(scratch))):
+        assert not copied._local.__dict__
+    with torch.inference_mode():
+        fresh = ScratchBuffers().get("slot", (3,), torch.float32, "cpu")
+    assert not fresh.is_inference()

@@ -49,7 +49,9 @@ from torch.nn import functional as F
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from .binarizers import (
+    MaskedLinearFunction,
     MaskedWeightProduct,
+    ScratchBuffers,
     coat_counts,
     coated_mask,
     frozen_counts,
@@ -117,6 +119,8 @@ class SupermaskRandomWeights(nn.Module):
         # [True] inside `checked_folds` (a `generate` call): the eval-mode folds were checked once for the whole call.
         # A list that every masked tensor holds too, so that the decoding loop's test is one plain attribute read.
         self._folds_checked = [False]
+        # Reused memory for the training step's weight-sized temporaries (`binarizers.ScratchBuffers`).
+        self.scratch = ScratchBuffers()
         for name, shape in self.shapes.items():
             self.register_buffer(name, torch.empty(shape), persistent=False)
 
@@ -276,7 +280,10 @@ class MaskedWeight(nn.Module):
         frozen positions, the frozen kept ones plus the `num_kept - num_frozen_kept` largest |scores| among the free
         positions, or with several coats, the uint8 coat counts of the nested top-|score| selections (`coat_kept`).
         `mask_from_scores(random_weights.initial_scores(score_name, shape))` is the seed's initial mask."""
-        magnitudes = scores.detach().abs()
+        scores = scores.detach()
+        magnitudes = torch.abs(
+            scores, out=self.random_weights.scratch.get("magnitudes", scores.shape, scores.dtype, scores.device)
+        )
         if len(self.coat_kept) > 1:
             return coated_mask(magnitudes, self.coat_kept)
         if not self.num_frozen:
@@ -386,15 +393,25 @@ class MaskedWeight(nn.Module):
         if not self.training and self._fold_is_fresh():
             return self._folded
         weight = self.weight
-        if self.num_kept == weight.numel() and len(self.coat_kept) == 1:
-            return weight  # nothing masked (a fixed embedding)
+        if not self.masks_anything:
+            return weight  # a fixed embedding
         if self.training:
             if self.scores.requires_grad and torch.is_grad_enabled():
-                free = self.frozen_layout(self.scores.device)[0] if self.num_frozen else None
-                return MaskedWeightProduct.apply(self.scores, weight, self.current_mask(), free)
+                return MaskedWeightProduct.apply(
+                    self.scores, weight, self.current_mask(), self._free_positions(), self.random_weights.scratch
+                )
             return weight * self.current_mask().to(weight.dtype)
         self._set_fold(self.current_mask())
         return self._folded
+
+    @property
+    def masks_anything(self) -> bool:
+        """False for a tensor that keeps every weight in one coat (a fixed embedding): its weight is used as it is."""
+        return self.num_kept < math.prod(self.shape) or len(self.coat_kept) > 1
+
+    def _free_positions(self) -> torch.Tensor | None:
+        """The training backward's `free` (None when nothing is frozen)."""
+        return self.frozen_layout(self.scores.device)[0] if self.num_frozen else None
 
     def _fold_is_fresh(self) -> bool:
         if self._folded is None or self._fold_key != self._fold_source():
@@ -682,6 +699,16 @@ class MaskedLinear(MaskedWeight):
     """A bias-free linear layer whose weight is a frozen random tensor times a learned binary mask."""
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.training and self.masks_anything:
+            # Fused (`MaskedLinearFunction`): the masked weight lives only inside this forward and its backward.
+            return MaskedLinearFunction.apply(
+                hidden_states,
+                self.scores,
+                self.weight,
+                self.current_mask(),
+                self._free_positions(),
+                self.random_weights.scratch,
+            )
         return F.linear(hidden_states, self.effective_weight())
 
 
