@@ -199,7 +199,8 @@ def test_a_training_forward_keeps_no_masked_weight_for_backward(tiny_tokenizer):
     from hf_supermask import SupermaskForConditionalGeneration
 
     model = SupermaskForConditionalGeneration(tiny_config(vocab_size=len(tiny_tokenizer))).train()
-    linear_shapes = {module.shape for name, module in model.masked_modules.items() if "shared" not in name}
+    # (either way round: autograd may save the transpose; the embedding's too, for its output projection)
+    linear_shapes = {shape for module in model.masked_modules.values() for shape in (module.shape, module.shape[::-1])}
     own = {t.data_ptr() for module in model.masked_modules.values() for t in (module.scores, module.weight)}
     saved = []
     batch = tiny_tokenizer(["A man rides a bike."], text_target=["Ein Mann fährt Rad."], return_tensors="pt")
@@ -233,3 +234,52 @@ def test_scratch_buffers_are_reused_per_thread_and_not_copied():
     with torch.inference_mode():
         fresh = ScratchBuffers().get("slot", (3,), torch.float32, "cpu")
     assert not fresh.is_inference()
+
+
+def test_a_training_forward_computes_its_masks_on_worker_threads(tiny_tokenizer, monkeypatch):
+    """`compute_masks`: the masks of a training forward are computed up front on torch's threads (numpy work), and are
+    exactly the masks the scores select; frozen positions and coats (torch work) are left to the calling thread."""
+    from conftest import tiny_config
+
+    from hf_supermask import SupermaskForConditionalGeneration
+    from hf_supermask.modeling import masked_layers
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on the 2-core CI machine, whatever this one has
+    mapped = []
+    real_map = masked_layers.step_map
+    monkeypatch.setattr(masked_layers, "step_map", lambda f, items: mapped.append(list(items)) or real_map(f, items))
+    seen = {}  # each masked tensor's mask, as its layer first used it
+    real_current = masked_layers.MaskedWeight.current_mask
+    monkeypatch.setattr(
+        masked_layers.MaskedWeight, "current_mask", lambda self: seen.setdefault(self, real_current(self))
+    )
+    batch = tiny_tokenizer(["A man rides a bike."], text_target=["Ein Mann fährt Rad."], return_tensors="pt")
+    for overrides, parallel in (({}, True), ({"frozen_fraction": 0.2}, False), ({"coats": 2}, False)):
+        model = SupermaskForConditionalGeneration(tiny_config(vocab_size=len(tiny_tokenizer), **overrides)).train()
+        with torch.no_grad():
+            for module in model.masked_modules.values():
+                module.scores.normal_()  # masks away from the initial ones
+        seen.clear()
+        mapped.clear()
+        model(**batch).loss.backward()
+        assert bool(mapped) == parallel, overrides
+        if parallel:
+            assert set(mapped[0]) == set(model.masked_modules.values())
+        assert set(seen) == set(model.masked_modules.values())
+        for module, mask in seen.items():
+            assert torch.equal(mask, module.mask_from_scores(module.scores)), overrides
+
+
+def test_the_step_pool_works_in_a_forked_child():
+    """The persistent pool's threads do not survive a fork: a child makes its own (else its first map would hang)."""
+    import multiprocessing
+
+    from hf_supermask.modeling.masked_layers import step_map
+
+    assert list(step_map(abs, [-1, -2])) == [1, 2]  # the parent's pool exists
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=lambda: queue.put(list(step_map(abs, [-3, -4]))))
+    child.start()
+    child.join(timeout=60)
+    assert child.exitcode == 0 and queue.get(timeout=5) == [3, 4]

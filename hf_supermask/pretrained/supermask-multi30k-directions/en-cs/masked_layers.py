@@ -15,7 +15,9 @@ The caching rule, the only one (everything else is computed from the scores when
 * A training-mode forward computes each mask from the scores once per model-level forward (the embedding's three
   uses share it) and drops it when that forward ends; with grad enabled the scores get straight-through gradients.
   The recomputation of gradient checkpointing, and a layer called on its own, compute it again from the same
-  scores. (Gradient-accumulation micro-steps therefore pay for one top-k each.)
+  scores. (Gradient-accumulation micro-steps therefore pay for one top-k each.) Linear layers do not keep their
+  masked weight W * mask for backward, which rebuilds it (`binarizers.MaskedLinearFunction`); the step's other
+  weight-sized temporaries go into reused scratch memory (`binarizers.ScratchBuffers`).
 * An eval-mode forward uses the folded weight W * mask, cached per tensor (a constant: grad-enabled eval forwards,
   e.g. for input attribution, get gradients for their inputs, not for the scores). Nothing outside the module
   decides whether it is stale: the fold records the scores and the random weight it was built from, as tensors
@@ -39,6 +41,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -78,6 +81,21 @@ def threaded_map(function, items):
     items = list(items)
     with ThreadPoolExecutor(max_workers=max(1, min(torch.get_num_threads(), len(items)))) as pool:
         yield from pool.map(function, items)
+
+
+_step_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
+
+
+def step_map(function, items):
+    """`threaded_map` for work done at every training step: the threads stay for the next step, so that their
+    scratch buffers (per thread) stay allocated. Made anew in a forked child and when torch's thread count changes."""
+    global _step_pool
+    threads = torch.get_num_threads()
+    if _step_pool is None or _step_pool[:2] != (os.getpid(), threads):
+        if _step_pool is not None and _step_pool[0] == os.getpid():
+            _step_pool[2].shutdown(wait=False)
+        _step_pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="supermask-masks"))
+    return _step_pool[2].map(function, items)
 
 
 class SupermaskRandomWeights(nn.Module):
@@ -162,17 +180,31 @@ class SupermaskRandomWeights(nn.Module):
         return self.fingerprint
 
     @contextlib.contextmanager
-    def forward_scope(self):
-        """Wraps every model-level forward: the masks computed inside are shared by every use of a tensor and
-        dropped when the outermost forward ends (nested forwards, e.g. the encoder's, join the outer one)."""
+    def forward_scope(self, root: nn.Module | None = None):
+        """Wraps every model-level forward (of `root`): the masks computed inside are shared by every use of a tensor
+        and dropped when the outermost forward ends (nested forwards, e.g. the encoder's, join the outer one).
+
+        A training forward computes the masks of `root`'s masked tensors up front, on torch's threads
+        (`compute_masks`): the selection is numpy work, one thread per tensor, that would otherwise run on one core."""
         outermost = self._forward_masks is None
         if outermost:
             self._forward_masks = {}
+            if root is not None and root.training:
+                self.compute_masks(module for module in root.modules() if isinstance(module, MaskedWeight))
         try:
             yield
         finally:
             if outermost:
                 self._forward_masks = None
+
+    def compute_masks(self, modules) -> None:
+        """Compute the masks of the forward in progress for the training-mode `modules` in parallel (`step_map`):
+        those whose selection is numpy work alone (CPU scores, no frozen positions, one coat). The others, and every
+        mask when torch has one thread, are computed where they are first used."""
+        pending = [module for module in modules if module.training and module.masks_anything and module.numpy_mask]
+        if len(pending) > 1 and torch.get_num_threads() > 1:
+            for module, mask in zip(pending, step_map(lambda module: module.mask_from_scores(module.scores), pending)):
+                self._forward_masks[module] = mask
 
     @contextlib.contextmanager
     def checked_folds(self, modules):
@@ -281,9 +313,11 @@ class MaskedWeight(nn.Module):
         positions, or with several coats, the uint8 coat counts of the nested top-|score| selections (`coat_kept`).
         `mask_from_scores(random_weights.initial_scores(score_name, shape))` is the seed's initial mask."""
         scores = scores.detach()
-        magnitudes = torch.abs(
-            scores, out=self.random_weights.scratch.get("magnitudes", scores.shape, scores.dtype, scores.device)
-        )
+        magnitudes = self.random_weights.scratch.get("magnitudes", scores.shape, scores.dtype, scores.device)
+        if scores.device.type == "cpu" and scores.dtype == torch.float32:
+            np.abs(scores.numpy(), out=magnitudes.numpy())  # numpy, not torch's thread pool (see `compute_masks`)
+        else:
+            torch.abs(scores, out=magnitudes)
         if len(self.coat_kept) > 1:
             return coated_mask(magnitudes, self.coat_kept)
         if not self.num_frozen:
@@ -403,6 +437,26 @@ class MaskedWeight(nn.Module):
             return weight * self.current_mask().to(weight.dtype)
         self._set_fold(self.current_mask())
         return self._folded
+
+    def masked_linear(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """`F.linear(hidden_states, effective_weight())`; in training fused (`MaskedLinearFunction`), so that the
+        masked weight lives only inside this forward and its backward."""
+        if self.training and self.masks_anything:
+            return MaskedLinearFunction.apply(
+                hidden_states,
+                self.scores,
+                self.weight,
+                self.current_mask(),
+                self._free_positions(),
+                self.random_weights.scratch,
+            )
+        return F.linear(hidden_states, self.effective_weight())
+
+    @property
+    def numpy_mask(self) -> bool:
+        """Whether `mask_from_scores` of the scores is numpy work alone (no torch op): CPU scores, nothing frozen,
+        one coat. Such masks can be computed on worker threads without starting torch's thread pool in each."""
+        return self.scores.device.type == "cpu" and not self.num_frozen and len(self.coat_kept) == 1
 
     @property
     def masks_anything(self) -> bool:
@@ -699,17 +753,7 @@ class MaskedLinear(MaskedWeight):
     """A bias-free linear layer whose weight is a frozen random tensor times a learned binary mask."""
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        if self.training and self.masks_anything:
-            # Fused (`MaskedLinearFunction`): the masked weight lives only inside this forward and its backward.
-            return MaskedLinearFunction.apply(
-                hidden_states,
-                self.scores,
-                self.weight,
-                self.current_mask(),
-                self._free_positions(),
-                self.random_weights.scratch,
-            )
-        return F.linear(hidden_states, self.effective_weight())
+        return self.masked_linear(hidden_states)
 
 
 class MaskedEmbedding(MaskedWeight):
@@ -724,4 +768,4 @@ class MaskedEmbedding(MaskedWeight):
 
     def project(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Output projection onto the vocabulary with the same masked weight (tied, as in Marian)."""
-        return F.linear(hidden_states, self.effective_weight())
+        return self.masked_linear(hidden_states)

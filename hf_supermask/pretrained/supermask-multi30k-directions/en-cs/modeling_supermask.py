@@ -103,7 +103,7 @@ def _in_forward_scope(forward):
 
     @functools.wraps(forward)
     def wrapper(self, *args, **kwargs):
-        with self.random_weights.forward_scope():
+        with self.random_weights.forward_scope(self):
             return forward(self, *args, **kwargs)
 
     # Computed once: `generate()` inspects the forward's signature at every decoding step of a model registered for
