@@ -26,8 +26,8 @@ from torch.nn import functional as F
 class ScratchBuffers:
     """Reusable buffers for temporaries that live inside one mask computation, one layer's forward or one backward:
     one set per thread (replicas in threads and autograd's device threads never share one), grown to the largest
-    tensor asked for. Measured on a 2-core VM, |scores| of a d512 model's 35.5 M weights: 40-200 ms into fresh memory
-    (page faults), 7-10 ms into a reused buffer.
+    tensor asked for. Writing into fresh memory of that size pays its page faults at every step; reused memory does
+    not.
 
     Owned by a model (`SupermaskRandomWeights.scratch`), so freed with it; a copy (`deepcopy`, pickling) starts empty.
     """
@@ -139,9 +139,9 @@ def kth_largest(values: np.ndarray, k: int) -> np.floating:
     """The k-th largest value of a 1-D array (1 <= k <= size), exactly `np.partition`'s (NaN counts as the largest).
 
     On large arrays a strided sample brackets the value, one comparison counts what lies below the bracket and only
-    the values inside it (a few percent) are partitioned: 2.5x faster than partitioning everything (measured on a
-    d512 model's 35.5 M scores). Exact whatever the sample: if the value is not inside the bracket, or NaN is present,
-    it partitions the whole array instead."""
+    the values inside it (a few percent) are partitioned, instead of partitioning everything (numpy's introselect,
+    the largest single cost of a training step's masks). Exact whatever the sample: if the value is not inside the
+    bracket, or NaN is present, it partitions the whole array instead."""
     rank = values.size - k  # from the smallest
     if values.size >= 1 << 16 and not np.isnan(values.sum()):  # (NaN escapes every comparison below)
         sample = values[::_SAMPLE_STRIDE].copy()
