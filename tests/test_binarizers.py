@@ -246,8 +246,10 @@ def test_a_training_forward_computes_its_masks_on_worker_threads(tiny_tokenizer,
 
     monkeypatch.setattr(torch, "get_num_threads", lambda: 2)  # as on the 2-core CI machine, whatever this one has
     mapped = []
-    real_map = masked_layers.step_map
-    monkeypatch.setattr(masked_layers, "step_map", lambda f, items: mapped.append(list(items)) or real_map(f, items))
+    real_map = masked_layers.threaded_map
+    monkeypatch.setattr(
+        masked_layers, "threaded_map", lambda f, items: mapped.append(list(items)) or real_map(f, items)
+    )
     seen = {}  # each masked tensor's mask, as its layer first used it
     real_current = masked_layers.MaskedWeight.current_mask
     monkeypatch.setattr(
@@ -270,16 +272,16 @@ def test_a_training_forward_computes_its_masks_on_worker_threads(tiny_tokenizer,
             assert torch.equal(mask, module.mask_from_scores(module.scores)), overrides
 
 
-def test_the_step_pool_works_in_a_forked_child():
+def test_the_thread_pool_works_in_a_forked_child():
     """The persistent pool's threads do not survive a fork: a child makes its own (else its first map would hang)."""
     import multiprocessing
 
-    from hf_supermask.modeling.masked_layers import step_map
+    from hf_supermask.modeling.masked_layers import threaded_map
 
-    assert list(step_map(abs, [-1, -2])) == [1, 2]  # the parent's pool exists
+    assert list(threaded_map(abs, [-1, -2])) == [1, 2]  # the parent's pool exists
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=lambda: queue.put(list(step_map(abs, [-3, -4]))))
+    child = context.Process(target=lambda: queue.put(list(threaded_map(abs, [-3, -4]))))
     child.start()
     child.join(timeout=60)
     assert child.exitcode == 0 and queue.get(timeout=5) == [3, 4]

@@ -42,7 +42,7 @@ import contextlib
 import hashlib
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 import torch
@@ -75,27 +75,31 @@ from .random_weights import (
 )
 
 
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
+
+
 def threaded_map(function, items):
     """`map(function, items)` on `torch.get_num_threads()` threads (torch's default: one per core), yielding the
-    results in order as they come. For independent numpy / torch work on large arrays, which releases the GIL."""
-    items = list(items)
-    with ThreadPoolExecutor(max_workers=max(1, min(torch.get_num_threads(), len(items)))) as pool:
-        yield from pool.map(function, items)
+    results in order as they come. For independent numpy / torch work on large arrays, which releases the GIL.
 
-
-_step_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
-
-
-def step_map(function, items):
-    """`threaded_map` for work done at every training step: the threads stay for the next step, so that their
-    scratch buffers (per thread) stay allocated. Made anew in a forked child and when torch's thread count changes."""
-    global _step_pool
+    The threads are kept for the next call (a training step's masks run here at every step, and their scratch
+    buffers are per thread); the pool is made anew in a forked child and when torch's thread count changes. No task
+    outlives the call: when it ends early (an error, a caller that stops iterating), the rest are cancelled or
+    awaited."""
+    global _pool
     threads = torch.get_num_threads()
-    if _step_pool is None or _step_pool[:2] != (os.getpid(), threads):
-        if _step_pool is not None and _step_pool[0] == os.getpid():
-            _step_pool[2].shutdown(wait=False)
-        _step_pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="supermask-masks"))
-    return _step_pool[2].map(function, items)
+    if _pool is None or _pool[:2] != (os.getpid(), threads):
+        if _pool is not None and _pool[0] == os.getpid():
+            _pool[2].shutdown(wait=False)
+        _pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="supermask"))
+    futures = [_pool[2].submit(function, item) for item in items]
+    try:
+        for future in futures:
+            yield future.result()
+    finally:
+        for future in futures:
+            future.cancel()
+        wait(futures)
 
 
 class SupermaskRandomWeights(nn.Module):
@@ -198,13 +202,13 @@ class SupermaskRandomWeights(nn.Module):
                 self._forward_masks = None
 
     def compute_masks(self, modules) -> None:
-        """Compute the masks of the forward in progress for the training-mode `modules` in parallel (`step_map`):
+        """Compute the masks of the forward in progress for the training-mode `modules` in parallel (`threaded_map`):
         those whose selection is numpy work alone (CPU scores, no frozen positions, one coat). The others, and every
         mask when torch has one thread, are computed where they are first used."""
         pending = [module for module in modules if module.training and module.masks_anything and module.numpy_mask]
         if len(pending) > 1 and torch.get_num_threads() > 1:
-            for module, mask in zip(pending, step_map(lambda module: module.mask_from_scores(module.scores), pending)):
-                self._forward_masks[module] = mask
+            masks = threaded_map(lambda module: module.mask_from_scores(module.scores), pending)
+            self._forward_masks.update(zip(pending, masks))
 
     @contextlib.contextmanager
     def checked_folds(self, modules):
