@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -248,7 +253,9 @@ def test_a_training_forward_computes_its_masks_on_worker_threads(tiny_tokenizer,
     mapped = []
     real_map = masked_layers.threaded_map
     monkeypatch.setattr(
-        masked_layers, "threaded_map", lambda f, items: mapped.append(list(items)) or real_map(f, items)
+        masked_layers,
+        "threaded_map",
+        lambda f, items, **kwargs: mapped.append(list(items)) or real_map(f, items, **kwargs),
     )
     seen = {}  # each masked tensor's mask, as its layer first used it
     real_current = masked_layers.MaskedWeight.current_mask
@@ -278,10 +285,50 @@ def test_the_thread_pool_works_in_a_forked_child():
 
     from hf_supermask.modeling.masked_layers import threaded_map
 
-    assert list(threaded_map(abs, [-1, -2])) == [1, 2]  # the parent's pool exists
+    assert list(threaded_map(abs, [-1, -2], keep_threads=True)) == [1, 2]  # the parent's pool exists
     context = multiprocessing.get_context("fork")
     queue = context.Queue()
-    child = context.Process(target=lambda: queue.put(list(threaded_map(abs, [-3, -4]))))
+    child = context.Process(target=lambda: queue.put(list(threaded_map(abs, [-3, -4], keep_threads=True))))
     child.start()
     child.join(timeout=60)
     assert child.exitcode == 0 and queue.get(timeout=5) == [3, 4]
+
+
+_THREADS_SCRIPT = """
+import json, os, sys, threading, time, torch
+sys.path.insert(0, {tests!r})
+from conftest import tiny_config
+from hf_supermask import SupermaskForConditionalGeneration
+
+torch.set_num_threads(2)
+torch.randn(512, 512).mul_(2)  # the main thread's own OpenMP team, before counting
+# Threads Python did not start: torch's OpenMP teams (and other native threads).
+native_threads = lambda: len(os.listdir("/proc/self/task")) - len(threading.enumerate())
+before = native_threads()
+# Tensors large enough for torch's parallel ops (what gives a thread an OpenMP team).
+config = tiny_config(vocab_size=2048, d_model=256, encoder_ffn_dim=1024, decoder_ffn_dim=1024)
+SupermaskForConditionalGeneration(config).save_pretrained({folder!r})
+model = SupermaskForConditionalGeneration.from_pretrained({folder!r})
+for _ in range(50):  # an ended thread's OpenMP team exits just after it
+    after_loading = native_threads()
+    if after_loading == before:
+        break
+    time.sleep(0.1)
+alive = [thread.name for thread in threading.enumerate() if thread.name.startswith("supermask")]
+ids = torch.randint(4, 2048, (2, 8))
+model.train()(input_ids=ids, labels=ids).loss.backward()
+kept = [thread.name for thread in threading.enumerate() if thread.name.startswith("supermask")]
+print(json.dumps([before, after_loading, alive, native_threads(), kept]))
+"""
+
+
+def test_no_thread_that_ran_torch_work_outlives_loading_or_a_training_step(tmp_path):
+    """Loading's worker threads (torch work: each gets its own OpenMP team) end with the load; the training step's
+    kept threads run numpy work only. Either left alive with a team would leave more OpenMP threads than cores, and
+    every small op of the main thread (a decoding step's) would then wait for a wake-up."""
+    code = _THREADS_SCRIPT.format(tests=str(Path(__file__).parent), folder=str(tmp_path / "model"))
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    before, after_loading, alive, after_training, kept = json.loads(result.stdout.strip().splitlines()[-1])
+    assert alive == [] and after_loading == before  # loading's threads ended, and their OpenMP teams with them
+    assert len(kept) == 2 and after_training == before  # the training step's threads are kept, without teams

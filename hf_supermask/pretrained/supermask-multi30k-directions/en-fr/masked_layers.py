@@ -75,24 +75,31 @@ from .random_weights import (
 )
 
 
-_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # the kept threads: (process id, threads, pool)
 
 
-def threaded_map(function, items):
+def threaded_map(function, items, keep_threads: bool = False):
     """`map(function, items)` on `torch.get_num_threads()` threads (torch's default: one per core), yielding the
     results in order as they come. For independent numpy / torch work on large arrays, which releases the GIL.
 
-    The threads are kept for the next call (a training step's masks run here at every step, and their scratch
-    buffers are per thread); the pool is made anew in a forked child and when torch's thread count changes. No task
-    outlives the call: when it ends early (an error, a caller that stops iterating), the rest are cancelled or
-    awaited."""
+    The threads end with the call, unless `keep_threads`: then they are kept for the next such call (a training
+    step's masks run there at every step, and their scratch buffers are per thread), made anew in a forked child and
+    when torch's thread count changes. Kept threads must run numpy work only: a thread that runs a parallel torch op
+    gets its own OpenMP team, and while it lives the process has more OpenMP threads than cores, so libgomp stops
+    spinning between parallel regions: every small op of the main thread (a decoding step's) then waits for a
+    wake-up. No task outlives the call: when it ends early (an error, a caller that stops iterating), the rest are
+    cancelled or awaited."""
     global _pool
     threads = torch.get_num_threads()
-    if _pool is None or _pool[:2] != (os.getpid(), threads):
-        if _pool is not None and _pool[0] == os.getpid():
-            _pool[2].shutdown(wait=False)
-        _pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="supermask"))
-    futures = [_pool[2].submit(function, item) for item in items]
+    if not keep_threads:
+        pool = ThreadPoolExecutor(threads, thread_name_prefix="supermask")
+    else:
+        if _pool is None or _pool[:2] != (os.getpid(), threads):
+            if _pool is not None and _pool[0] == os.getpid():
+                _pool[2].shutdown(wait=False)
+            _pool = (os.getpid(), threads, ThreadPoolExecutor(threads, thread_name_prefix="supermask-kept"))
+        pool = _pool[2]
+    futures = [pool.submit(function, item) for item in items]
     try:
         for future in futures:
             yield future.result()
@@ -100,6 +107,8 @@ def threaded_map(function, items):
         for future in futures:
             future.cancel()
         wait(futures)
+        if not keep_threads:
+            pool.shutdown()
 
 
 class SupermaskRandomWeights(nn.Module):
@@ -207,7 +216,7 @@ class SupermaskRandomWeights(nn.Module):
         mask when torch has one thread, are computed where they are first used."""
         pending = [module for module in modules if module.training and module.masks_anything and module.numpy_mask]
         if len(pending) > 1 and torch.get_num_threads() > 1:
-            masks = threaded_map(lambda module: module.mask_from_scores(module.scores), pending)
+            masks = threaded_map(lambda module: module.mask_from_scores(module.scores), pending, keep_threads=True)
             self._forward_masks.update(zip(pending, masks))
 
     @contextlib.contextmanager
