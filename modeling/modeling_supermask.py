@@ -49,6 +49,7 @@ from .transformers_compat import (
     create_causal_mask,
     fixed_cross_entropy,
     output_cache,
+    reorder_beam_cache,
     resolve_cache,
     shift_tokens_right,
 )
@@ -496,6 +497,11 @@ class SupermaskForConditionalGeneration(
         # The folds are checked once per call, not once per layer and decoding step (`checked_folds`).
         with self.random_weights.checked_folds(self.masked_modules.values()):
             return super().generate(*args, **kwargs)
+
+    def _reorder_cache(self, cache, beam_idx):
+        # Called by beam search at every step: the cross-attention states are copied only when the reorder changes
+        # them, which it does not for `generate()`'s own layout (`transformers_compat.reorder_beam_cache`).
+        return reorder_beam_cache(cache, beam_idx)
 
     def get_encoder(self):
         return self.model.encoder

@@ -94,3 +94,84 @@ def test_the_cache_is_taken_under_either_name(tiny_tokenizer):
         other = EncoderDecoderCache(DynamicCache(), DynamicCache())
         with pytest.raises(ValueError, match="not both"):
             model(**batch, decoder_input_ids=next_ids, cache=cache, past_key_values=other)
+
+
+def _filled_cache(rows_per_sentence: int, sentences: int = 3, layers: int = 2) -> EncoderDecoderCache:
+    """A cache as beam search holds it: self-attention states that differ per row, cross-attention states repeated
+    for each sentence's beams (what `generate()` makes)."""
+    generator = torch.Generator().manual_seed(0)
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    rows = sentences * rows_per_sentence
+    for layer in range(layers):
+        self_states = [torch.randn(rows, 2, 3, 4, generator=generator) for _ in range(2)]
+        cache.self_attention_cache.update(*self_states, layer)
+        cross = [torch.randn(sentences, 2, 5, 4, generator=generator) for _ in range(2)]
+        cache.cross_attention_cache.update(*(s.repeat_interleave(rows_per_sentence, 0) for s in cross), layer)
+    return cache
+
+
+def _states(cache: DynamicCache) -> list[torch.Tensor]:
+    return [state.clone() for layer in cache.layers for state in (layer.keys, layer.values)]
+
+
+@pytest.mark.parametrize(
+    "beam_idx, edit, skipped",
+    [
+        ([1, 1, 0, 3, 5, 5, 8, 7, 6], None, True),  # within each sentence's beams: nothing to copy
+        ([1, 1, 0, 3, 5, 5, 8, 7, 6], (1, 2), False),  # one value of row 2 differs: copied
+        ([0, 1, 2, 3, 4, 5, 6, 7, 0], None, False),  # a beam taken from another sentence
+    ],
+)
+def test_beam_reorder_skips_only_cross_attention_copies_that_change_nothing(beam_idx, edit, skipped):
+    cache, reference = _filled_cache(3), _filled_cache(3)
+    for target in (cache, reference):
+        if edit is not None:  # one entry of one row of the last layer's values, in both
+            layer, row = edit
+            target.cross_attention_cache.layers[layer].values[row, 0, 0, 0] += 1.0
+    cross_before = [layer.keys for layer in cache.cross_attention_cache.layers]
+    beam_idx = torch.tensor(beam_idx)
+    for _ in range(2):  # the check is remembered between steps
+        assert compat.reorder_beam_cache(cache, beam_idx) is cache
+        reference.reorder_cache(beam_idx)  # transformers' own: every state reordered
+    for ours, theirs in zip(
+        _states(cache.self_attention_cache) + _states(cache.cross_attention_cache),
+        _states(reference.self_attention_cache) + _states(reference.cross_attention_cache),
+    ):
+        assert torch.equal(ours.view(torch.int32), theirs.view(torch.int32))
+    kept = all(a is b.keys for a, b in zip(cross_before, cache.cross_attention_cache.layers))
+    assert kept == skipped
+
+
+def test_beam_search_reorders_through_the_hook_and_generates_as_with_the_full_reorder(tiny_tokenizer, monkeypatch):
+    """`generate()` reorders the cache through the model's `_reorder_cache` at every beam step (the internal), and the
+    skipped cross-attention copies change no token and no score."""
+    model = SupermaskForConditionalGeneration(tiny_config()).eval()
+    batch = tiny_tokenizer(read_lines("test_2016_flickr", "en", 3), return_tensors="pt", padding=True)
+    settings = dict(num_beams=3, max_new_tokens=6, min_new_tokens=6, return_dict_in_generate=True, output_scores=True)
+    reorders = []  # every DynamicCache reorder: self-attention and cross-attention caches alike
+    real_reorder = DynamicCache.reorder_cache
+
+    def counting_reorder(self, beam_idx):
+        reorders.append(self)
+        return real_reorder(self, beam_idx)
+
+    hooked = []
+    real_hook = type(model)._reorder_cache
+    monkeypatch.setattr(type(model), "_reorder_cache", lambda self, *a: hooked.append(1) or real_hook(self, *a))
+    monkeypatch.setattr(DynamicCache, "reorder_cache", counting_reorder)
+    checks = []
+    real_row_runs = compat._row_runs
+    monkeypatch.setattr(compat, "_row_runs", lambda states: checks.append(1) or real_row_runs(states))
+    ours = model.generate(**batch, **settings)
+    assert len(checks) == 1  # the rows are compared once per generate call, not once per step
+    assert len(hooked) == settings["max_new_tokens"]  # every step
+    assert len(reorders) == len(hooked)  # the self-attention cache's only: no cross-attention copy
+
+    def full_reorder(self, cache, beam_idx):
+        cache.reorder_cache(beam_idx)
+        return cache
+
+    monkeypatch.setattr(type(model), "_reorder_cache", full_reorder)
+    theirs = model.generate(**batch, **settings)
+    assert torch.equal(ours.sequences, theirs.sequences)
+    assert torch.equal(ours.sequences_scores, theirs.sequences_scores)

@@ -14,6 +14,8 @@ module assumes; a new release that breaks one fails there, by name, before anyth
 * `loss.loss_utils.fixed_cross_entropy`: transformers' token loss (sum / `num_items_in_batch`), as the Trainer expects.
 * `utils.output_capturing.capture_outputs` / `OutputRecorder`: `output_hidden_states` / `output_attentions` as every
   transformers model implements them (hooks on the layers named in `_can_record_outputs`).
+* Beam search: `generate()` reorders the decoder cache at every step through the model's `_reorder_cache(cache,
+  beam_idx)` when the model has one (`reorder_beam_cache`, which reads the cache layers' `keys` / `values`).
 * Marian's attention and layer forwards are reused on layers that `modeling_supermask` builds by hand (Marian's
   `__init__` would build dense projections only to replace them): the test checks that they set every attribute
   Marian's own `__init__` sets. `MarianSinusoidalPositionalEmbedding` is only the reference of the position table.
@@ -22,7 +24,10 @@ module assumes; a new release that breaks one fails there, by name, before anyth
 from __future__ import annotations
 
 import dataclasses
+import weakref
 
+import torch
+from transformers.cache_utils import EncoderDecoderCache
 from transformers.loss.loss_utils import fixed_cross_entropy
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
@@ -59,6 +64,61 @@ def output_cache(output):
     return getattr(output, CACHE_NAME)
 
 
+# Per cross-attention cache: (its states, when checked; the run of bit-identical neighbouring rows each row is in).
+_equal_row_runs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _cross_states(cache) -> tuple[torch.Tensor, ...] | None:
+    """Every layer's cross-attention keys and values, or None if some layer holds none yet."""
+    states = []
+    for layer in cache.layers:
+        if not getattr(layer, "is_initialized", False) or layer.keys is None or layer.keys.numel() == 0:
+            return None
+        states += [layer.keys, layer.values]
+    return tuple(states)
+
+
+def _row_runs(states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """For each batch row, the index of the run of neighbouring rows it belongs to, rows being in one run when they
+    are bit for bit equal in every tensor of `states` (int32 views: -0.0 and 0.0 differ, NaNs compare)."""
+    same_as_previous = None
+    for state in states:
+        rows = state.view(torch.int32).reshape(state.shape[0], -1)
+        equal = (rows[1:] == rows[:-1]).all(1)
+        same_as_previous = equal if same_as_previous is None else same_as_previous & equal
+    first = torch.ones(1, dtype=torch.bool, device=states[0].device)
+    return torch.cumsum(torch.cat([first, ~same_as_previous]), 0)
+
+
+def reorder_beam_cache(cache, beam_idx: torch.Tensor):
+    """Beam search's reorder of the decoder cache, what `generate()` asks at every step: the self-attention states are
+    reordered, the cross-attention states only where the reorder would change them.
+
+    Those are the encoder's states projected, one copy per beam of a sentence (`generate()` repeats each sentence's
+    encoder output for its beams), and beam search picks among a sentence's own beams: the reorder copies every row
+    onto a bit-identical one. So which rows are equal is checked once per cross-attention state (neighbouring rows,
+    bit for bit, in every layer), and a reorder that maps every row into its own run of equal rows is skipped; any
+    other reorder is done as before. The states and generated tokens are the same as with the full reorder."""
+    if not isinstance(cache, EncoderDecoderCache):
+        cache.reorder_cache(beam_idx)
+        return cache
+    cache.self_attention_cache.reorder_cache(beam_idx)
+    cross = cache.cross_attention_cache
+    states = _cross_states(cross)
+    if states is None or states[0].shape[0] != beam_idx.numel():
+        cross.reorder_cache(beam_idx)
+        return cache
+    checked = _equal_row_runs.get(cross)
+    if checked is None or len(checked[0]) != len(states) or any(a is not b for a, b in zip(checked[0], states)):
+        checked = (states, _row_runs(states))
+        _equal_row_runs[cross] = checked
+    runs = checked[1]
+    if not torch.equal(runs[beam_idx.to(runs.device)], runs):
+        cross.reorder_cache(beam_idx)
+        _equal_row_runs.pop(cross, None)
+    return cache
+
+
 __all__ = [
     "CACHE_NAME",
     "GradientCheckpointingLayer",
@@ -73,6 +133,7 @@ __all__ = [
     "create_causal_mask",
     "fixed_cross_entropy",
     "output_cache",
+    "reorder_beam_cache",
     "resolve_cache",
     "shift_tokens_right",
 ]
