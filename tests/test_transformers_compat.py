@@ -96,22 +96,32 @@ def test_the_cache_is_taken_under_either_name(tiny_tokenizer):
             model(**batch, decoder_input_ids=next_ids, cache=cache, past_key_values=other)
 
 
-def _filled_cache(rows_per_sentence: int, sentences: int = 3, layers: int = 2) -> EncoderDecoderCache:
+def _filled_cache(
+    rows_per_sentence: int, sentences: int = 3, layers: int = 2, dtype: torch.dtype = torch.float32, head_dim: int = 4
+) -> EncoderDecoderCache:
     """A cache as beam search holds it: self-attention states that differ per row, cross-attention states repeated
     for each sentence's beams (what `generate()` makes)."""
     generator = torch.Generator().manual_seed(0)
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     rows = sentences * rows_per_sentence
     for layer in range(layers):
-        self_states = [torch.randn(rows, 2, 3, 4, generator=generator) for _ in range(2)]
+        self_states = [torch.randn(rows, 2, 3, head_dim, generator=generator).to(dtype) for _ in range(2)]
         cache.self_attention_cache.update(*self_states, layer)
-        cross = [torch.randn(sentences, 2, 5, 4, generator=generator) for _ in range(2)]
+        cross = [torch.randn(sentences, 2, 5, head_dim, generator=generator).to(dtype) for _ in range(2)]
         cache.cross_attention_cache.update(*(s.repeat_interleave(rows_per_sentence, 0) for s in cross), layer)
     return cache
 
 
 def _states(cache: DynamicCache) -> list[torch.Tensor]:
     return [state.clone() for layer in cache.layers for state in (layer.keys, layer.values)]
+
+
+def test_beam_reorder_check_compares_bits_of_any_width():
+    """Half-precision states with an odd last dimension (no int32 view of them exists) are compared bit for bit too."""
+    cache = _filled_cache(3, dtype=torch.bfloat16, head_dim=3)
+    cross_before = [layer.keys for layer in cache.cross_attention_cache.layers]
+    compat.reorder_beam_cache(cache, torch.tensor([1, 1, 0, 3, 5, 5, 8, 7, 6]))
+    assert all(a is b.keys for a, b in zip(cross_before, cache.cross_attention_cache.layers))
 
 
 @pytest.mark.parametrize(

@@ -80,10 +80,12 @@ def _cross_states(cache) -> tuple[torch.Tensor, ...] | None:
 
 def _row_runs(states: tuple[torch.Tensor, ...]) -> torch.Tensor:
     """For each batch row, the index of the run of neighbouring rows it belongs to, rows being in one run when they
-    are bit for bit equal in every tensor of `states` (int32 views: -0.0 and 0.0 differ, NaNs compare)."""
+    are bit for bit equal in every tensor of `states` (compared as integers of the same width: -0.0 and 0.0 differ,
+    NaNs compare)."""
     same_as_previous = None
     for state in states:
-        rows = state.view(torch.int32).reshape(state.shape[0], -1)
+        bits = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}[state.element_size()]
+        rows = state.view(bits).reshape(state.shape[0], -1)
         equal = (rows[1:] == rows[:-1]).all(1)
         same_as_previous = equal if same_as_previous is None else same_as_previous & equal
     first = torch.ones(1, dtype=torch.bool, device=states[0].device)
