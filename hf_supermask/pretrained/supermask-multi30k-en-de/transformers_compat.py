@@ -64,8 +64,8 @@ def output_cache(output):
     return getattr(output, CACHE_NAME)
 
 
-# Per cross-attention cache: (its states, when checked; the run of bit-identical neighbouring rows each row is in).
-_equal_row_runs: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# Per cross-attention cache: (its states, when labelled; each row's label, equal labels meaning bit-identical rows).
+_row_labels: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _cross_states(cache) -> tuple[torch.Tensor, ...] | None:
@@ -99,8 +99,9 @@ def reorder_beam_cache(cache, beam_idx: torch.Tensor):
     Those are the encoder's states projected, one copy per beam of a sentence (`generate()` repeats each sentence's
     encoder output for its beams), and beam search picks among a sentence's own beams: the reorder copies every row
     onto a bit-identical one. So which rows are equal is checked once per cross-attention state (neighbouring rows,
-    bit for bit, in every layer), and a reorder that maps every row into its own run of equal rows is skipped; any
-    other reorder is done as before. The states and generated tokens are the same as with the full reorder."""
+    bit for bit, in every layer; each row labelled with its run), and a reorder that maps every row onto a row of its
+    own label is skipped; any other reorder is done as before, and carries the labels along. The states and generated
+    tokens are the same as with the full reorder."""
     if not isinstance(cache, EncoderDecoderCache):
         cache.reorder_cache(beam_idx)
         return cache
@@ -110,14 +111,15 @@ def reorder_beam_cache(cache, beam_idx: torch.Tensor):
     if states is None or states[0].shape[0] != beam_idx.numel():
         cross.reorder_cache(beam_idx)
         return cache
-    checked = _equal_row_runs.get(cross)
-    if checked is None or len(checked[0]) != len(states) or any(a is not b for a, b in zip(checked[0], states)):
-        checked = (states, _row_runs(states))
-        _equal_row_runs[cross] = checked
-    runs = checked[1]
-    if not torch.equal(runs[beam_idx.to(runs.device)], runs):
+    labelled, labels = _row_labels.get(cross, ((), None))
+    if len(labelled) != len(states) or any(a is not b for a, b in zip(labelled, states)):
+        labels = _row_runs(states)
+    moved = labels[beam_idx.to(labels.device)]
+    if torch.equal(moved, labels):
+        _row_labels[cross] = (states, labels)
+    else:
         cross.reorder_cache(beam_idx)
-        _equal_row_runs.pop(cross, None)
+        _row_labels[cross] = (_cross_states(cross), moved)  # row i now holds old row beam_idx[i]: no new comparison
     return cache
 
 
