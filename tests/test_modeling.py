@@ -133,6 +133,40 @@ def test_eval_caches_dense_weights_and_train_drops_them():
     assert not torch.equal(layer.effective_weight(), first)  # scores changed: cache rebuilt
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inference_kernels_give_the_bits_of_the_plain_ones(dtype):
+    """Inference takes torch's faster CPU kernels (a zero bias beside each fold, a unit affine for each LayerNorm);
+    they must give exactly the plain ops' bits, in every dtype, and leave nothing an autograd graph cannot take."""
+    from torch.nn import functional as F
+
+    from hf_supermask.modeling.modeling_supermask import PlainLayerNorm, _unit_affine
+
+    model = SupermaskForConditionalGeneration(tiny_config()).to(dtype).eval()
+    layer = model.model.decoder.layers[0]
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(5, 3, model.config.d_model, generator=generator).mul(3).add(1).to(dtype)
+    with torch.inference_mode():
+        linear_out = layer.fc1(hidden)
+        norm_out = layer.final_layer_norm(hidden)
+    fold = layer.fc1._folded
+    assert fold is not None and fold.dtype == dtype
+    assert torch.equal(layer.fc1._fold_bias, torch.zeros(fold.shape[0], dtype=dtype))
+    assert torch.equal(linear_out, F.linear(hidden, fold))
+    assert isinstance(layer.final_layer_norm, PlainLayerNorm)
+    assert torch.equal(norm_out, F.layer_norm(hidden, (model.config.d_model,), eps=layer.final_layer_norm.eps))
+    # What inference made is ordinary tensors (an inference tensor could never enter an autograd graph later); a
+    # grad-enabled forward right after works, and takes the plain call (its backward is the training one).
+    shape = (model.config.d_model,)
+    assert not any(
+        torch.is_inference(t) for t in (fold, layer.fc1._fold_bias, *_unit_affine(shape, dtype, fold.device))
+    )
+    source = hidden.clone().requires_grad_()
+    layer.final_layer_norm(layer.fc2(layer.fc1(source))).sum().backward()
+    assert source.grad is not None and torch.isfinite(source.grad).all()
+    with torch.no_grad():
+        assert torch.equal(layer.final_layer_norm(hidden), norm_out)
+
+
 def test_save_load_gives_identical_logits_and_generations(checkpoint, tiny_tokenizer):
     model, path = checkpoint
     loaded = AutoModelForSeq2SeqLM.from_pretrained(path)

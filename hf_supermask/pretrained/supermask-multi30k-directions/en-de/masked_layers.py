@@ -295,8 +295,11 @@ class MaskedWeight(nn.Module):
     # version) of the scores and of the random weight it was built from; `_fold_checksum`: the scores' content then;
     # `_check_fold_content`: set by eval(), compare that checksum at the next eval forward. `_rebuilt_key`: (data_ptr,
     # version) of the scores `load_packed_mask` rebuilt from a mask: while the scores are still those, they hold no
-    # more than their packed mask, which is all an inactive mask set then keeps.
-    _NO_CACHES = dict(_folded=None, _fold_key=None, _fold_checksum=None, _check_fold_content=False, _rebuilt_key=None)
+    # more than their packed mask, which is all an inactive mask set then keeps. `_fold_bias`: zeros made with the
+    # fold, used only beside it (`masked_linear`).
+    _NO_CACHES = dict(
+        _folded=None, _fold_bias=None, _fold_key=None, _fold_checksum=None, _check_fold_content=False, _rebuilt_key=None
+    )
 
     @property
     def weight(self) -> torch.Tensor:
@@ -463,7 +466,10 @@ class MaskedWeight(nn.Module):
                 self._free_positions(),
                 self.random_weights.scratch,
             )
-        return F.linear(hidden_states, self.effective_weight())
+        weight = self.effective_weight()
+        # A zero bias beside the fold: torch's CPU linear then takes its addmm path, not matmul -> mm; same bits, and
+        # generation about 2% faster at d256 (an A/B of one model, greedy, 32 sentences per request).
+        return F.linear(hidden_states, weight, self._fold_bias if weight is self._folded else None)
 
     @property
     def numpy_mask(self) -> bool:
@@ -494,6 +500,7 @@ class MaskedWeight(nn.Module):
         with torch.inference_mode(False), torch.no_grad():
             weight = self.weight
             self._folded = weight * mask.to(weight.device)  # W * bool (or coat counts): no float copy of the mask
+            self._fold_bias = self._folded.new_zeros(self._folded.shape[0])
             self._fold_key = self._fold_source()
             self._fold_checksum = _scores_checksum(self.scores)
             self._check_fold_content = False
