@@ -334,6 +334,28 @@ def test_eval_with_unchanged_scores_does_not_refold(tiny_tokenizer, batch, monke
     assert len(folds) >= 1
 
 
+def test_eval_sees_an_edit_of_one_ulp_through_data(tiny_tokenizer, batch):
+    """The content check is exact: two near-tied scores swapping places in the top-k by an edit of a couple of ulps
+    through `.data` (no version counter sees it) is seen by the next eval(), like any larger edit."""
+    model = _model(tiny_tokenizer).eval()
+    _logits(model, batch)
+    layer = model.model.decoder.layers[1].fc2
+    scores = layer.scores.data
+    magnitudes = scores.abs().flatten()
+    order = torch.argsort(magnitudes, descending=True)
+    last_kept, first_dropped = order[layer.num_kept - 1], order[layer.num_kept]
+    threshold = magnitudes[last_kept]
+    flat = scores.view(-1)
+    sign = torch.sign(flat[first_dropped])
+    flat[first_dropped] = sign * torch.nextafter(threshold, torch.tensor(0.0))  # just below: still dropped
+    model.eval()
+    _assert_fresh(model, batch)
+    flat[first_dropped] = sign * torch.nextafter(threshold, torch.tensor(1.0))  # just above: now kept, another mask
+    model.eval()
+    _assert_fresh(model, batch)
+    assert layer.current_mask().view(-1)[first_dropped] and not layer.current_mask().view(-1)[last_kept]
+
+
 def test_nan_scores_are_refused(tiny_tokenizer, batch, tmp_path):
     """One NaN score made the CPU top-k keep k-1 weights and save_pretrained write a folder that cannot be loaded."""
     model = _model(tiny_tokenizer)
